@@ -1,0 +1,36 @@
+# Xueji: `make run` serves the panel with demo data, `make test` runs the suite.
+PY ?= python3.11
+ifeq (, $(shell command -v $(PY) 2>/dev/null))
+PY := python3
+endif
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+HOST ?= 127.0.0.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install run init test clean-db help
+
+help:
+	@echo "make run    create .venv, migrate instance/xueji.db (or DATABASE_URL), load demo data once, serve :$(PORT)"
+	@echo "make test   run the test suite (SQLite; also PostgreSQL/MariaDB when TEST_POSTGRES_URL/TEST_MARIADB_URL are set)"
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+init: install
+	$(BIN)/flask --app run xueji init --demo-if-empty
+
+run: init
+	$(BIN)/flask --app run run --host $(HOST) --port $(PORT) --with-threads
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-db:
+	rm -f instance/xueji.db

@@ -1,0 +1,133 @@
+"""Application factory (the flaskr pattern): create_app() builds a complete Xueji app.
+
+AppBuilder is created per app (a module-level one cannot serve a second app: FAB5-NOTES §7).
+"""
+import logging
+import os
+
+from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask_appbuilder import AppBuilder
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import csrf, db, migrate
+
+log = logging.getLogger(__name__)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    import models  # noqa: F401  (registers every table on FAB's metadata)
+    from app import schools, students  # noqa: F401  (their @rule functions register)
+    from app.passwords import validate_password
+    from config import Config
+    from views import register_views
+    from views.admin import HomeView
+
+    app = Flask(__name__, instance_path=os.path.join(ROOT, "instance"),
+                template_folder=os.path.join(ROOT, "views", "templates"))
+    app.config.from_object(Config)
+    if overrides:
+        app.config.update(overrides)
+    app.config["FAB_PASSWORD_COMPLEXITY_VALIDATOR"] = validate_password
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
+    os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
+
+    db.init_app(app)
+    csrf.init_app(app)          # before AppBuilder: FAB exempts its API blueprints only if csrf exists
+    migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"))
+
+    _install_session_rules()
+    with app.app_context():
+        appbuilder = AppBuilder(indexview=HomeView)
+        appbuilder.init_app(app, db.session)
+        register_views(appbuilder)
+        from app.cli import xueji
+        app.cli.add_command(xueji)
+
+    _install_request_hooks(app)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_session_rules() -> None:
+    """Flush-time rules on the (process-wide) session factory, once however many apps are built.
+    Order matters: model rules fill derived columns that the scope check reads; audit comes last."""
+    from app import accounts, audit, rules, scoping
+    if getattr(db, "_xueji_rules_installed", False):
+        return
+    for install in (rules.install, accounts.install, scoping.install, audit.install):
+        install(db.session)
+    db._xueji_rules_installed = True
+
+
+# --- per-request policy ----------------------------------------------------------------------------
+
+FREE_ENDPOINTS = {"XuejiResetMyPasswordView.this_form_get", "XuejiResetMyPasswordView.this_form_post",
+                  "XuejiAuthDBView.logout", "XuejiAuthDBView.login", "static", "appbuilder.static",
+                  "Babel.index", "LocaleView.index"}
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def sliding_session():
+        session.permanent = True            # idle timeout: PERMANENT_SESSION_LIFETIME after the last request
+
+    @app.before_request
+    def force_password_change():
+        """First login and passwords older than 90 days: change it before anything else (web and API)."""
+        user = g.get("user")
+        if request.path.startswith("/api/"):
+            return None                     # JWT users are resolved later; see the API check below
+        if user is None or not user.is_authenticated or request.endpoint in FREE_ENDPOINTS:
+            return None
+        if app.appbuilder.sm.password_expired(user):
+            from flask import flash
+            flash("首次登录或密码已超过90天未修改，请先修改密码", "warning")
+            return redirect(url_for("XuejiResetMyPasswordView.this_form_get"))
+        return None
+
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        return response
+
+
+def _json_error(status, code, message):
+    resp = jsonify(code=code, message=message)
+    resp.status_code = status
+    return resp
+
+
+MESSAGES = {400: "请求有误", 403: "没有权限执行此操作", 404: "页面或记录不存在", 405: "不支持的请求方式",
+            413: "上传的文件太大", 422: "数据不符合要求", 429: "操作太频繁，请稍后再试", 500: "系统内部错误，请稍后再试或联系管理员"}
+
+
+def _install_error_handlers(app: Flask) -> None:
+    """Error pages in Chinese, never with SQL or a stack trace."""
+    def render(status, detail=None):
+        message = MESSAGES.get(status, "请求失败")
+        if request.path.startswith("/api/"):
+            return _json_error(status, f"http_{status}", detail or message)
+        ab = app.appbuilder
+        return render_template("xueji/error.html", base_template=ab.base_template, appbuilder=ab,
+                               status=status, message=message, detail=detail), status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        if exc.response is not None:
+            return exc.response
+        if exc.code == 400 and "CSRF" in (exc.description or ""):
+            return render(400, "表单已过期或缺少安全令牌（CSRF），请刷新页面后重试")
+        return render(exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def server_error(exc):
+        from app.errors import RuleError
+        db.session.rollback()
+        if isinstance(exc, RuleError):
+            return render(exc.status, exc.message)
+        log.exception("unhandled error")
+        return render(500)

@@ -1,0 +1,119 @@
+"""审计日志: every insert/update/delete of scoped business data and of accounts, every login, failed login,
+logout and role change, written in the same transaction as the change it records.
+
+Append-only: the ORM refuses to update or delete AuditEvent rows, and no view or API exposes a write route.
+"""
+from flask import g, has_request_context, request
+from sqlalchemy import event, insert, inspect
+
+from app import clock
+from app.errors import RuleError
+from models.audit import AuditEvent
+
+# Bookkeeping columns that change on every login or save and carry no business meaning.
+IGNORED = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
+           "changed_by_fk", "created_by_fk", "locked_until"}
+MASKED = {"password"}
+
+
+def _actor():
+    if not has_request_context():
+        return None, "system"
+    user = g.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return user.id, user.username
+    return None, None
+
+
+def _ip():
+    return request.remote_addr if has_request_context() else None
+
+
+def _school_of(obj):
+    return getattr(obj, "school_id", None) if type(obj).__tablename__ != "school" else obj.id
+
+
+def _pk(obj):
+    ident = inspect(obj).identity
+    return ",".join(str(i) for i in ident) if ident else None
+
+
+def _text(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set)):
+        return ",".join(sorted(str(v) for v in value))
+    return str(value)[:2000]
+
+
+def event_row(action, entity=None, entity_id=None, field=None, old=None, new=None, school_id=None,
+              user_id=None, username=None):
+    uid, uname = _actor()
+    return dict(at=clock.now(), user_id=user_id if user_id is not None else uid,
+                username=username if username is not None else uname, action=action, entity=entity,
+                entity_id=None if entity_id is None else str(entity_id), field=field,
+                old_value=_text(old), new_value=_text(new), school_id=school_id, ip=_ip())
+
+
+def record(session, action, **kw) -> None:
+    """Write one audit row now, in the session's transaction (the caller commits)."""
+    session.execute(insert(AuditEvent), [event_row(action, **kw)])
+
+
+def _audited(obj) -> bool:
+    return getattr(type(obj), "__scope__", None) is not None and not isinstance(obj, AuditEvent)
+
+
+def _changes(obj):
+    state = inspect(obj)
+    entity, school = type(obj).__tablename__, _school_of(obj)
+    for attr in state.mapper.column_attrs:
+        if attr.key in IGNORED:
+            continue
+        hist = state.attrs[attr.key].history
+        if not hist.has_changes():
+            continue
+        old = hist.deleted[0] if hist.deleted else None
+        new = hist.added[0] if hist.added else None
+        if old == new:
+            continue
+        if attr.key in MASKED:
+            old, new = ("***" if old else None), "***"
+        yield event_row("update", entity, _pk(obj), attr.key, old, new, school)
+    if entity == "ab_user":
+        hist = state.attrs.roles.history
+        if hist.added or hist.deleted:
+            old = [r.name for r in (hist.unchanged + hist.deleted)]
+            new = [r.name for r in (hist.unchanged + hist.added)]
+            yield event_row("role_change", entity, _pk(obj), "roles", old, new, school)
+
+
+def _refuse_audit_changes(session, flush_context, instances):
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent):
+            raise RuleError("审计日志只能追加，不能修改或删除", code="forbidden", status=403)
+
+
+def _write_audit(session, flush_context):
+    rows = []
+    for obj in session.new:
+        if _audited(obj):
+            rows.append(event_row("insert", type(obj).__tablename__, _pk(obj), school_id=_school_of(obj),
+                                  new=str(obj)))
+    for obj in session.dirty:
+        if _audited(obj) and session.is_modified(obj):
+            rows.extend(_changes(obj))
+    for obj in session.deleted:
+        if _audited(obj):
+            rows.append(event_row("delete", type(obj).__tablename__, _pk(obj), school_id=_school_of(obj),
+                                  old=str(obj)))
+    if rows:
+        session.connection().execute(insert(AuditEvent), rows)
+        if any(r["entity"] in ("ab_user", "ab_role") for r in rows):
+            from app.security import clear_permission_cache
+            clear_permission_cache()
+
+
+def install(session_factory) -> None:
+    event.listen(session_factory, "before_flush", _refuse_audit_changes)
+    event.listen(session_factory, "after_flush", _write_audit)

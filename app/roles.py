@@ -1,0 +1,76 @@
+"""Roles are defined here, in code, and synced into the database by `flask xueji init`.
+
+Each role gets the minimum it needs. Views compress FAB's per-method permissions into read/write
+(Superset's MODEL_VIEW_RW_METHOD_PERMISSION_MAP), so a role reads as a short list.
+"""
+from app.scoping import ROLE_ADMIN
+
+ROLE_PUBLIC = "Public"
+ROLE_BUREAU_CLERK = "教育局经办"
+ROLE_BUREAU_REVIEWER = "教育局审核"
+ROLE_SCHOOL_REGISTRAR = "学校学籍管理员"
+ROLE_SCHOOL_LEADER = "学校学籍主管领导"
+
+BUREAU_ROLES = (ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER)
+SCHOOL_ROLES = (ROLE_SCHOOL_REGISTRAR, ROLE_SCHOOL_LEADER)
+ALL_ROLES = (ROLE_ADMIN,) + BUREAU_ROLES + SCHOOL_ROLES
+
+# FAB method → permission, for ModelViews and ModelRestApis alike.
+VIEW_RW = {"list": "read", "show": "read", "download": "read", "export": "read",
+           "add": "write", "edit": "write", "delete": "write"}
+API_RW = {"get": "read", "get_list": "read", "info": "read",
+          "post": "write", "put": "write", "delete": "write"}
+
+R, W = "can_read", "can_write"
+
+
+def _menus(*names):
+    return [("menu_access", n) for n in names]
+
+
+# What every signed-in account may do with itself: 个人设置 (profile, phone/QQ, password).
+PROFILE = [
+    ("can_userinfo", "User"), ("userinfoedit", "User"), ("resetmypassword", "User"),
+    ("can_this_form_get", "ProfileEditView"), ("can_this_form_post", "ProfileEditView"),
+    ("can_this_form_get", "XuejiResetMyPasswordView"), ("can_this_form_post", "XuejiResetMyPasswordView"),
+    (R, "Directory"), ("can_read", "Account"), ("can_write", "Account"),
+    ("can_show", "SwaggerView"), ("can_get", "OpenApi"),
+] + _menus("Directory", "Registry")
+
+READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student")]
+
+ROLE_PERMISSIONS = {
+    ROLE_BUREAU_CLERK: PROFILE + READ_RECORDS + [
+        (W, "School"), (W, "SchoolClass"), (R, "Audit"),
+        # school accounts inside the region (app.accounts decides which)
+        (R, "User"), (W, "User"), ("resetpasswords", "User"),
+        ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
+    ] + _menus("Schools", "Classes", "Students", "Regions", "Audit", "List Users", "Security", "Organisation"),
+    ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + [(R, "Audit")]
+    + _menus("Schools", "Classes", "Students", "Regions", "Audit", "Organisation"),
+    ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [(W, "School"), (W, "SchoolClass"), (W, "Student")]
+    + _menus("Schools", "Classes", "Students", "Organisation"),
+    ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + _menus("Schools", "Classes", "Students", "Organisation"),
+}
+
+
+def sync_roles(appbuilder) -> None:
+    """Create every role and set its permissions to exactly the list above; the admin role gets all.
+
+    Run after the views registered their permissions (appbuilder.add_permissions(update_perms=True))."""
+    sm = appbuilder.sm
+    session = sm.session
+    admin = sm.add_role(ROLE_ADMIN)
+    sm.add_role(ROLE_PUBLIC)
+    admin.permissions = session.query(sm.permissionview_model).all()
+    for role_name, pairs in ROLE_PERMISSIONS.items():
+        role = sm.add_role(role_name)
+        wanted = []
+        for perm, view in pairs:
+            pv = sm.find_permission_view_menu(perm, view)
+            if pv is None:
+                raise RuntimeError(f"role {role_name}: no permission {perm} on {view} (view not registered?)")
+            wanted.append(pv)
+        role.permissions = wanted
+    session.commit()
+    sm.clear_permission_cache()

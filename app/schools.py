@@ -1,0 +1,30 @@
+"""School rules: a school's city and province follow from its county (kept denormalised for scoping)."""
+from app.errors import RuleError
+from app.rules import rule
+from app.scoping import effective
+from models import Region, School, SchoolClass
+
+
+def region_chain(county_code: str) -> tuple[str, str]:
+    """(city_code, province_code) of a GB/T 2260 county code."""
+    return county_code[:4] + "00", county_code[:2] + "0000"
+
+
+@rule(School)
+def place_in_region(school: School, session) -> None:
+    code = effective(school, "county", "county_code")
+    county = session.query(Region).filter_by(code=code).one_or_none()
+    if county is None or county.level != "county":
+        raise RuleError(f"所属区县 {code} 不是已登记的区县", code="invalid_region")
+    school.county_code = code
+    school.city_code, school.province_code = region_chain(code)
+    if not (school.code or "").isdigit() or len(school.code) != 10:
+        raise RuleError("学校标识码应为10位数字", code="invalid")
+
+
+@rule(SchoolClass)
+def class_name_and_stage(klass: SchoolClass, session) -> None:
+    if klass.stage not in ("初中", "高中"):
+        raise RuleError("学段只能是初中或高中", code="invalid")
+    if klass.capacity is not None and not (1 <= klass.capacity <= 100):
+        raise RuleError("班额应在1到100之间", code="invalid")

@@ -1,0 +1,304 @@
+"""Row-level scope: the one mechanism every view, API, action, download, export, dropdown and write goes through.
+
+A user's scope is everything (系统管理员), one school (school staff) or one region of the GB/T 2260 tree
+(bureau staff). Each model says how it is reached from a school with ``__scope__``:
+
+    "self"    the School table itself          "school"  rows with a school_id column
+    "region"  the Region tree                  "user"    accounts (school_id or region_code)
+
+Reads: ``scope_condition(model)`` is added to every query by ``ScopedInterface`` (so FAB's list, show, edit,
+delete, action, action_post and related-field dropdowns all see only in-scope rows; others answer 404).
+Writes: ``check_writes`` runs at every flush, so no path (form, JSON, action, import) can place a row outside the
+writer's scope, whatever the request carried.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g, has_request_context
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from sqlalchemy import event, false, inspect, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import OutOfScope, RuleError, integrity_message
+from models import Region, School
+
+ROLE_ADMIN = "系统管理员"
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: str                      # all | school | region | none
+    school_id: int | None = None
+    region_code: str | None = None
+    region_level: str | None = None
+
+    @property
+    def is_all(self) -> bool:
+        return self.kind == "all"
+
+
+NO_SCOPE = Scope("none")
+ALL = Scope("all")
+
+
+def scope_of(user) -> Scope:
+    """The scope a user's account grants. Admin role → all; school_id → school; region_code → region."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return NO_SCOPE
+    if any(r.name == ROLE_ADMIN for r in user.roles):
+        return ALL
+    if user.school_id:
+        return Scope("school", school_id=user.school_id)
+    if user.region_code and user.region is not None:
+        return Scope("region", region_code=user.region_code, region_level=user.region.level)
+    return NO_SCOPE
+
+
+def request_actor():
+    """The signed-in user of the current request, or None (CLI, importers, the anonymous login flow)."""
+    if not has_request_context():
+        return None
+    user = g.get("user")
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def current_scope() -> Scope:
+    """The scope of the request's user, computed once per request. Outside a request (CLI, importers run as
+    system jobs) everything is in scope: those callers pass an explicit scope where one applies."""
+    if not has_request_context():
+        return ALL
+    cached = g.get("_xueji_scope")
+    if cached is None:
+        cached = scope_of(g.get("user"))
+        g._xueji_scope = cached
+    return cached
+
+
+def _school_region_column(level: str):
+    return {"county": School.county_code, "city": School.city_code, "province": School.province_code}[level]
+
+
+def schools_in_scope(scope: Scope):
+    """A SELECT of the school ids a scope reaches (for IN-subqueries), or None for all."""
+    if scope.is_all:
+        return None
+    if scope.kind == "school":
+        return select(School.id).where(School.id == scope.school_id)
+    if scope.kind == "region":
+        return select(School.id).where(_school_region_column(scope.region_level) == scope.region_code)
+    return select(School.id).where(false())
+
+
+def _region_prefix(scope: Scope) -> str:
+    return {"province": scope.region_code[:2], "city": scope.region_code[:4], "county": scope.region_code}[
+        scope.region_level]
+
+
+def scope_condition(model, scope: Scope | None = None):
+    """SQL condition limiting ``model`` to the scope; None when nothing needs limiting."""
+    scope = scope or current_scope()
+    if scope.is_all:
+        return None
+    kind = getattr(model, "__scope__", None)
+    if kind is None:
+        raise RuntimeError(f"{model.__name__} declares no __scope__")
+    if scope.kind == "none":
+        return false()
+    if kind == "self":
+        if scope.kind == "school":
+            return model.id == scope.school_id
+        return _school_region_column(scope.region_level) == scope.region_code
+    if kind == "school":
+        if scope.kind == "school":
+            return model.school_id == scope.school_id
+        return model.school_id.in_(schools_in_scope(scope))
+    if kind == "region":
+        # Reference data: everyone reads the whole tree of their own province.
+        if scope.kind == "school":
+            return model.code.like(_province_prefix_of_school(scope.school_id) + "%")
+        return model.code.like(scope.region_code[:2] + "%")
+    if kind == "user":
+        if scope.kind == "school":
+            return model.school_id == scope.school_id
+        return or_(model.school_id.in_(schools_in_scope(scope)),
+                   model.region_code.like(_region_prefix(scope) + "%"))
+    raise RuntimeError(f"unknown __scope__ {kind!r}")
+
+
+def _province_prefix_of_school(school_id: int) -> str:
+    from app.extensions import db
+    code = db.session.execute(select(School.province_code).where(School.id == school_id)).scalar()
+    return (code or "??")[:2]
+
+
+def apply_scope(query, model, scope: Scope | None = None):
+    cond = scope_condition(model, scope)
+    return query if cond is None else query.filter(cond)
+
+
+# --- writes ------------------------------------------------------------------------------------------
+
+def school_in_scope(school_id, scope: Scope, session) -> bool:
+    if scope.is_all:
+        return True
+    if school_id is None:
+        return False
+    if scope.kind == "school":
+        return school_id == scope.school_id
+    if scope.kind == "region":
+        with session.no_autoflush:
+            school = session.get(School, school_id)
+        return school is not None and _region_value(school, scope.region_level) == scope.region_code
+    return False
+
+
+def _region_value(school: School, level: str):
+    return {"county": school.county_code, "city": school.city_code, "province": school.province_code}[level]
+
+
+def region_in_scope(code, scope: Scope) -> bool:
+    if scope.is_all:
+        return True
+    if scope.kind != "region" or not code:
+        return False
+    return code.startswith(_region_prefix(scope))
+
+
+def effective(obj, rel: str, column: str):
+    """The value a FK column will have after this flush: a relationship set in the request wins over the
+    column (SQLAlchemy syncs it at flush), so checks must look at both (FAB5-NOTES §2 pitfall)."""
+    state = inspect(obj)
+    if rel in state.mapper.relationships:
+        hist = state.attrs[rel].history
+        if hist.added:
+            target = hist.added[0]
+            return None if target is None else getattr(target, _remote_key(obj, rel))
+    return getattr(obj, column)
+
+
+def _remote_key(obj, rel: str) -> str:
+    prop = inspect(type(obj)).relationships[rel]
+    (local, remote), = prop.local_remote_pairs
+    return remote.key
+
+
+def _check_object(obj, scope: Scope, session) -> None:
+    kind = getattr(type(obj), "__scope__", None)
+    if kind is None or scope.is_all:
+        return
+    if kind == "school":
+        if not school_in_scope(effective(obj, "school", "school_id"), scope, session):
+            raise OutOfScope("不能把记录放到您管辖范围以外的学校")
+    elif kind == "self":
+        if scope.kind == "school":
+            if obj.id != scope.school_id:
+                raise OutOfScope()
+            if effective(obj, "county", "county_code") != _original(obj, "county_code"):
+                raise RuleError("学校不能自行修改所属区县，请联系区县教育局", code="forbidden", status=403)
+        elif not region_in_scope(effective(obj, "county", "county_code"), scope):
+            raise OutOfScope("不能把学校放到您管辖的区域以外")
+    elif kind == "region":
+        raise RuleError("只有系统管理员可以维护行政区划", code="forbidden", status=403)
+    elif kind == "user":
+        school_id = effective(obj, "school", "school_id")
+        if school_id is not None:
+            if not school_in_scope(school_id, scope, session):
+                raise OutOfScope("不能在您管辖范围以外的学校创建或修改账号")
+        elif not region_in_scope(effective(obj, "region", "region_code"), scope):
+            raise OutOfScope("不能在您管辖的区域以外创建或修改账号")
+
+
+def check_writes(session, flush_context, instances) -> None:
+    """before_flush: every new, changed or deleted scoped row must lie in the writer's scope.
+
+    Only request-bound writes are checked: CLI and importers run as trusted system jobs."""
+    if request_actor() is None:
+        return
+    scope = current_scope()
+    if scope.is_all:
+        return
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        if obj in session.dirty and not session.is_modified(obj, include_collections=False):
+            continue
+        if getattr(obj, "__audit_row__", False):
+            continue
+        if obj in session.dirty or obj in session.deleted:
+            # the row as it was must have been in scope too (no moving rows in from elsewhere)
+            _check_original(obj, scope, session)
+        _check_object(obj, scope, session)
+
+
+def _original(obj, column: str):
+    hist = inspect(obj).attrs[column].history
+    return hist.deleted[0] if hist.deleted else getattr(obj, column)
+
+
+def _check_original(obj, scope: Scope, session) -> None:
+    kind = getattr(type(obj), "__scope__", None)
+    if kind == "self" and scope.kind == "region":
+        if not region_in_scope(_original(obj, "county_code"), scope):
+            raise OutOfScope()
+        return
+    if kind in ("school", "user"):
+        hist = inspect(obj).attrs.school_id.history
+        original = hist.deleted[0] if hist.deleted else obj.school_id
+        if kind == "user" and original is None:
+            rhist = inspect(obj).attrs.region_code.history
+            rorig = rhist.deleted[0] if rhist.deleted else obj.region_code
+            if not region_in_scope(rorig, scope):
+                raise OutOfScope()
+            return
+        if not school_in_scope(original, scope, session):
+            raise OutOfScope()
+
+
+def install(session_factory) -> None:
+    event.listen(session_factory, "before_flush", check_writes)
+
+
+# --- FAB glue ----------------------------------------------------------------------------------------
+
+class ScopeFilter(BaseFilter):
+    """base_filters entry for views/APIs: ``[["id", ScopeFilter, None]]`` (value unused)."""
+    name = "管辖范围"
+    arg_name = None          # not selectable from ?q= filters
+
+    def apply(self, query, value):
+        return apply_scope(query, self.model)
+
+
+class ScopedInterface(SQLAInterface):
+    """SQLAInterface whose every query (list, count, get, related dropdowns) is scoped, and whose writes turn
+    database clashes into Chinese RuleErrors after rolling back (nothing half-written)."""
+
+    def apply_filters(self, query, filters):
+        return apply_scope(super().apply_filters(query, filters), self.obj)
+
+    def _get_base_query(self, query, filters=None, order_column="", order_direction=""):
+        query = apply_scope(query, self.obj)
+        return super()._get_base_query(query, filters, order_column, order_direction)
+
+    def get_related_interface(self, col_name):
+        return ScopedInterface(self.get_related_model(col_name), self.session)
+
+    def _write(self, fn):
+        try:
+            fn()
+            self.session.commit()
+        except IntegrityError as exc:
+            self.session.rollback()
+            raise RuleError(integrity_message(exc), code="conflict") from None
+        except Exception:
+            self.session.rollback()
+            raise
+
+    def add(self, item, commit=True):
+        self._write(lambda: self.session.add(item))
+
+    def edit(self, item, commit=True):
+        self._write(lambda: self.session.merge(item))
+
+    def delete(self, item, commit=True):
+        self._write(lambda: self.session.delete(item))

@@ -1,0 +1,235 @@
+"""XuejiSecurityManager: FAB's SQLA security manager plus the 学籍 security policy.
+
+- accounts carry a scope (models.user.XuejiUser); the user screens are scoped (views.users)
+- password policy on every path that sets one; first-login and 90-day forced change
+- lockout after 5 failures for 15 minutes, on the web form and the JWT login alike; both rate-limited
+- permissions of database roles cached per process (no permission queries per request)
+- logins, failures, lockouts and logouts go to the audit log
+"""
+import threading
+import time
+from datetime import timedelta
+
+from flask import abort, current_app, g, has_request_context, jsonify, request, session as flask_session
+from flask_appbuilder.security.api import SecurityApi
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import AuthDBView, ResetMyPasswordView, ResetPasswordView
+from flask_appbuilder.utils.limit import Limit
+from flask_appbuilder.views import expose
+from flask_limiter.util import get_remote_address
+from sqlalchemy import select
+
+from app import audit, clock
+from app.errors import RuleError
+from app.passwords import password_problem
+from models.user import XuejiUser
+
+FREE_API_PATHS = ("/api/v1/security/", "/api/v1/account/")
+
+# --- permission cache ----------------------------------------------------------------------------
+_CACHE_TTL = 30.0          # seconds: role edits in another worker take effect within this
+_cache_lock = threading.Lock()
+
+
+def _cache() -> dict:
+    """role id → (loaded at, permissions); one cache per app (tests run several apps in one process)."""
+    return current_app.extensions.setdefault("xueji_permission_cache", {})
+
+
+def clear_permission_cache() -> None:
+    with _cache_lock:
+        _cache().clear()
+
+
+class RateLimitedSecurityApi(SecurityApi):
+    """/api/v1/security/login and /refresh, throttled per client address like the web form."""
+    limits = [Limit(lambda: current_app.config["AUTH_RATE_LIMIT"], key_func=get_remote_address,
+                    methods=("POST",))]
+
+
+class XuejiAuthDBView(AuthDBView):
+    @expose("/logout/")
+    def logout(self):
+        response = super().logout()
+        flask_session.clear()          # 注销 clears the whole session, not only the login
+        return response
+
+
+class XuejiResetMyPasswordView(ResetMyPasswordView):
+    form_title = "修改密码"
+    message = "密码已修改"
+
+
+class XuejiResetPasswordView(ResetPasswordView):
+    form_title = "重置密码（用户下次登录时须修改）"
+    message = "密码已重置"
+
+    def form_post(self, form):
+        from flask import abort, request
+        from app.scoping import apply_scope
+        # resetting another user's password is a write on that user: same scope rules
+        pk = request.args.get("pk")
+        q = apply_scope(self.appbuilder.sm.session.query(XuejiUser).filter(XuejiUser.id == pk), XuejiUser)
+        if q.one_or_none() is None:
+            abort(404)
+        return super().form_post(form)
+
+
+class XuejiSecurityManager(SecurityManager):
+    user_model = XuejiUser
+    security_api = RateLimitedSecurityApi
+    authdbview = XuejiAuthDBView
+    resetmypasswordview = XuejiResetMyPasswordView
+    resetpasswordview = XuejiResetPasswordView
+
+    def __init__(self, appbuilder):
+        from views.users import ProfileEditView, XuejiUserView
+        self.userdbmodelview = XuejiUserView
+        self.userinfoeditview = ProfileEditView
+        super().__init__(appbuilder)
+
+    # --- permissions, cached --------------------------------------------------------------------
+    def _role_permissions(self, role_ids) -> frozenset:
+        from flask_appbuilder.security.sqla.models import (Permission, PermissionView, ViewMenu,
+                                                            assoc_permissionview_role)
+        now = time.monotonic()
+        result, missing = set(), []
+        cache = _cache()
+        with _cache_lock:
+            for rid in role_ids:
+                hit = cache.get(rid)
+                if hit and now - hit[0] < _CACHE_TTL:
+                    result |= hit[1]
+                else:
+                    missing.append(rid)
+        if missing:
+            rows = self.session.execute(
+                select(assoc_permissionview_role.c.role_id, Permission.name, ViewMenu.name)
+                .join(PermissionView, PermissionView.id == assoc_permissionview_role.c.permission_view_id)
+                .join(Permission, Permission.id == PermissionView.permission_id)
+                .join(ViewMenu, ViewMenu.id == PermissionView.view_menu_id)
+                .where(assoc_permissionview_role.c.role_id.in_(missing))).all()
+            per_role = {rid: set() for rid in missing}
+            for rid, perm, view in rows:
+                per_role[rid].add((perm, view))
+            with _cache_lock:
+                for rid, perms in per_role.items():
+                    cache[rid] = (now, frozenset(perms))
+                    result |= perms
+        return frozenset(result)
+
+    def _user_permissions(self, user) -> frozenset:
+        key = ("_xueji_perms", getattr(user, "id", None))
+        if has_request_context() and g.get("_xueji_perm_key") == key:
+            return g._xueji_perms
+        roles = self.get_user_roles(user)
+        perms = self._role_permissions(sorted(r.id for r in roles if r.name not in self.builtin_roles))
+        if has_request_context():
+            g._xueji_perm_key, g._xueji_perms = key, perms
+        return perms
+
+    def _has_view_access(self, user, permission_name, view_name) -> bool:
+        roles = self.get_user_roles(user)
+        if any(r.name in self.builtin_roles and self._has_access_builtin_roles(r, permission_name, view_name)
+               for r in roles):
+            return True
+        return (permission_name, view_name) in self._user_permissions(user)
+
+    def _get_user_permission_view_menus(self, user, permission_name, view_menus_name):
+        if user is None:
+            return super()._get_user_permission_view_menus(user, permission_name, view_menus_name)
+        perms = self._user_permissions(user)
+        names = view_menus_name or [v for p, v in perms if p == permission_name]
+        return {v for v in names if (permission_name, v) in perms}
+
+    def clear_permission_cache(self) -> None:
+        clear_permission_cache()
+
+    # --- passwords ----------------------------------------------------------------------------------
+    def add_user(self, username, first_name, last_name, email, role=None, password="", hashed_password="",
+                 groups=None, commit=True, must_change_password=True, school_id=None, region_code=None,
+                 phone=None, qq=None):
+        """Every account creation path (CLI, seed, views) goes through the password policy here."""
+        if not hashed_password:
+            problem = password_problem(password)
+            if problem:
+                raise RuleError(problem, code="weak_password")
+        user = super().add_user(username, first_name, last_name, email, role=role, password=password,
+                                hashed_password=hashed_password, groups=groups, commit=False)
+        if not user:
+            raise RuleError(f"无法创建账号 {username}", code="invalid")
+        user.school_id, user.region_code, user.phone, user.qq = school_id, region_code, phone, qq
+        user.password_changed_on = clock.now()
+        user.must_change_password = must_change_password
+        if commit:
+            self.session.commit()
+        return user
+
+    def reset_password(self, userid, password):
+        """Own change (个人设置) clears the forced-change flag; a reset by someone else sets it."""
+        problem = password_problem(password)
+        if problem:
+            raise RuleError(problem, code="weak_password")
+        super().reset_password(userid, password)
+        user = self.get_user_by_id(userid)
+        actor = g.get("user") if has_request_context() else None
+        by_self = actor is not None and getattr(actor, "id", None) == user.id
+        user.password_changed_on = clock.now()
+        user.must_change_password = not by_self and actor is not None
+        user.fail_login_count, user.locked_until = 0, None
+        self.update_user(user)
+
+    @staticmethod
+    def password_expired(user) -> bool:
+        if user.must_change_password:
+            return True
+        max_age = timedelta(days=current_app.config["PASSWORD_MAX_AGE_DAYS"])
+        return user.password_changed_on is None or clock.now() - user.password_changed_on > max_age
+
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """API calls with a password that must change are refused, except the password change itself."""
+        user = super().load_user_jwt(_jwt_header, jwt_data)
+        if user is not None and self.password_expired(user) and not request.path.startswith(FREE_API_PATHS):
+            resp = jsonify(code="password_expired", message="首次登录或密码已超过90天未修改，请先修改密码")
+            resp.status_code = 403
+            abort(resp)
+        return user
+
+    # --- lockout --------------------------------------------------------------------------------
+    def auth_user_db(self, username, password):
+        user = self.find_user(username=username) if username else None
+        now = clock.now()
+        if user is not None and user.locked_until is not None:
+            if user.locked_until > now:
+                audit.record(self.session, "login_locked", entity="ab_user", entity_id=user.id,
+                             school_id=user.school_id, user_id=user.id, username=user.username)
+                self.session.commit()
+                return None
+            user.locked_until, user.fail_login_count = None, 0
+        result = super().auth_user_db(username, password)
+        if result is None and user is None and username:
+            audit.record(self.session, "login_failed", entity="ab_user", username=str(username)[:128])
+            self.session.commit()
+        if result is None and user is not None and user.is_active:
+            if (user.fail_login_count or 0) >= current_app.config["LOGIN_MAX_FAILURES"]:
+                user.locked_until = now + timedelta(minutes=current_app.config["LOCKOUT_MINUTES"])
+                user.fail_login_count = 0
+                audit.record(self.session, "lockout", entity="ab_user", entity_id=user.id,
+                             school_id=user.school_id, user_id=user.id, username=user.username)
+                self.session.commit()
+        return result
+
+    # --- audit of sign-in events ---------------------------------------------------------------------
+    def _audit_login(self, action, user):
+        audit.record(self.session, action, entity="ab_user", entity_id=user.id, school_id=user.school_id,
+                     user_id=user.id, username=user.username)
+        self.session.commit()
+
+    def on_user_login(self, user):
+        self._audit_login("login", user)
+
+    def on_user_login_failed(self, user):
+        self._audit_login("login_failed", user)
+
+    def on_user_logout(self, user):
+        self._audit_login("logout", user)

@@ -1,0 +1,106 @@
+"""Settings. Everything secret or site-specific comes from the environment.
+
+DATABASE_URL      sqlite:///… (default: instance/xueji.db), postgresql+psycopg://…, mysql+pymysql://…
+SECRET_KEY        if unset, generated once into instance/secret_key and reused
+RATELIMIT_STORAGE_URI  memory:// (one process) or redis://127.0.0.1:6379/0 (several gunicorn workers)
+"""
+import os
+import secrets
+from datetime import timedelta
+
+from flask_appbuilder.const import AUTH_DB
+
+BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+INSTANCE_DIR = os.environ.get("XUEJI_INSTANCE", os.path.join(BASE_DIR, "instance"))
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated into instance/ (never in the repo)."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    os.makedirs(INSTANCE_DIR, exist_ok=True)
+    path = os.path.join(INSTANCE_DIR, "secret_key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.lower() in ("1", "true", "yes", "on")
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        # Heroku-style URLs name no driver; we ship psycopg 3 and PyMySQL.
+        if url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url[len("postgres://"):]
+        elif url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        elif url.startswith("mysql://") or url.startswith("mariadb://"):
+            url = "mysql+pymysql://" + url.split("://", 1)[1]
+        return url
+    os.makedirs(INSTANCE_DIR, exist_ok=True)
+    return "sqlite:///" + os.path.join(INSTANCE_DIR, "xueji.db")
+
+
+class Config:
+    APP_NAME = "学籍管理 Xueji"
+    APP_THEME = ""
+    SECRET_KEY = _secret_key()
+    SQLALCHEMY_DATABASE_URI = database_url()
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    # Alembic owns every table, FAB's ab_* included (FAB5-NOTES §6): FAB must not create tables at boot.
+    FAB_CREATE_DB = _env_bool("FAB_CREATE_DB", False)
+    FAB_UPDATE_PERMS = _env_bool("FAB_UPDATE_PERMS", False)
+    FAB_SECURITY_MANAGER_CLASS = "app.security.XuejiSecurityManager"
+    FAB_ADD_SECURITY_API = False          # user/role admin goes through the scoped views only
+    FAB_API_SWAGGER_UI = True
+    FAB_API_MAX_PAGE_SIZE = 100
+    FAB_API_SHOW_STACKTRACE = False
+
+    AUTH_TYPE = AUTH_DB
+    AUTH_ROLE_ADMIN = "系统管理员"
+    AUTH_ROLE_PUBLIC = "Public"
+    AUTH_USER_REGISTRATION = False
+    FAB_PASSWORD_COMPLEXITY_ENABLED = True
+    FAB_PASSWORD_COMPLEXITY_VALIDATOR = "app.passwords:validate_password"  # resolved in create_app
+    PASSWORD_MAX_AGE_DAYS = 90
+    LOGIN_MAX_FAILURES = 5
+    LOCKOUT_MINUTES = 15
+
+    # Login throttling per client address, on the web form and on /api/v1/security/login alike.
+    AUTH_RATE_LIMITED = True
+    RATELIMIT_ENABLED = True
+    AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "20 per minute")
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+
+    # Idle timeout: the cookie is re-issued on each request and dies after 30 idle minutes.
+    PERMANENT_SESSION_LIFETIME = timedelta(minutes=30)
+    SESSION_REFRESH_EACH_REQUEST = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=30)
+
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+
+    BABEL_DEFAULT_LOCALE = "zh"
+    BABEL_DEFAULT_FOLDER = "translations"
+    LANGUAGES = {
+        "zh": {"flag": "cn", "name": "中文"},
+        "en": {"flag": "gb", "name": "English"},
+    }
+
+    # Evidence and upload files live outside static/, served only through scoped downloads.
+    UPLOAD_FOLDER = os.path.join(INSTANCE_DIR, "uploads")
+    MAX_CONTENT_LENGTH = 12 * 1024 * 1024
+
+    DEMO_PASSWORD = "Xueji#2026"

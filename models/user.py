@@ -1,0 +1,23 @@
+"""Accounts: FAB's ab_user extended with a scope (a school, or a region for bureau staff) and contact data."""
+from flask_appbuilder.security.sqla.models import User
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import relationship
+
+
+class XuejiUser(User):
+    __tablename__ = "ab_user"
+    __scope__ = "user"
+    school_id = Column(Integer, ForeignKey("school.id"), nullable=True, index=True)
+    region_code = Column(String(6), ForeignKey("region.code"), nullable=True, index=True)
+    phone = Column(String(20), nullable=True)
+    qq = Column(String(20), nullable=True)
+    password_changed_on = Column(DateTime, nullable=True)
+    must_change_password = Column(Boolean, nullable=False, default=True)
+    locked_until = Column(DateTime, nullable=True)
+    school = relationship("School", foreign_keys=[school_id], lazy="joined")
+    region = relationship("Region", foreign_keys=[region_code], lazy="joined")
+
+    @property
+    def full_name(self) -> str:
+        # Chinese names are written surname first.
+        return f"{self.last_name}{self.first_name}"

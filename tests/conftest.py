@@ -1,0 +1,152 @@
+"""Test harness: one app per database (SQLite always; PostgreSQL and MariaDB when TEST_POSTGRES_URL /
+TEST_MARIADB_URL are set, as .ci/run does). The schema is built by the Alembic migrations (so every run
+also tests them); each test starts from a freshly loaded small demo world."""
+import os
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import create_engine, inspect as sa_inspect, select, text
+
+from app import clock, create_app
+from app.extensions import db
+
+DEMO_PASSWORD = "Xueji#2026"
+
+
+def _databases():
+    dbs = [pytest.param("sqlite", id="sqlite")]
+    if os.environ.get("TEST_POSTGRES_URL"):
+        dbs.append(pytest.param(os.environ["TEST_POSTGRES_URL"], id="postgresql"))
+    if os.environ.get("TEST_MARIADB_URL"):
+        dbs.append(pytest.param(os.environ["TEST_MARIADB_URL"], id="mariadb"))
+    return dbs
+
+
+def drop_everything(url: str) -> None:
+    """An empty database: drop every table (ours, FAB's, alembic_version)."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        names = sa_inspect(conn).get_table_names()
+        if engine.dialect.name == "postgresql":
+            for name in names:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
+        elif engine.dialect.name == "mysql":
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for name in names:
+                conn.execute(text(f"DROP TABLE IF EXISTS `{name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+        else:
+            conn.execute(text("PRAGMA foreign_keys=OFF"))
+            for name in names:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+    engine.dispose()
+
+
+def test_config(url, tmp, **extra):
+    cfg = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "WTF_CSRF_ENABLED": False,
+        "AUTH_RATE_LIMIT": "10000 per minute",
+        "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",     # fast hashing in tests only
+        "UPLOAD_FOLDER": os.path.join(tmp, "uploads"),
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="session", params=_databases())
+def app(request, tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("xueji"))
+    url = f"sqlite:///{tmp}/test.db" if request.param == "sqlite" else request.param
+    drop_everything(url)
+    application = create_app(test_config(url, tmp))
+    application.config["XUEJI_TMP"] = tmp
+    with application.app_context():
+        from app.cli import prepare_database
+        prepare_database(False)
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def make_app(app):
+    """Build another app on the same database with different settings (CSRF on, tight rate limit …)."""
+    def build(**extra):
+        return create_app(test_config(app.config["SQLALCHEMY_DATABASE_URI"], app.config["XUEJI_TMP"], **extra))
+    return build
+
+
+# Business tables in delete order; FAB's permission tables and roles stay (synced once per app).
+WIPE = ["audit_event", "ab_user_role", "ab_user_group", "ab_api_key", "ab_user", "student", "school_class",
+        "school", "region"]
+
+
+def wipe(session) -> None:
+    session.execute(text("UPDATE ab_user SET created_by_fk = NULL, changed_by_fk = NULL"))
+    session.execute(text("UPDATE region SET parent_code = NULL"))
+    for table in WIPE:
+        session.execute(text(f"DELETE FROM {table}"))
+    session.commit()
+
+
+@dataclass
+class World:
+    schools: dict = field(default_factory=dict)        # key (a1, a2, b1, b2) → school id
+    students: dict = field(default_factory=dict)       # key → list of student ids
+    users: dict = field(default_factory=dict)          # username → user id
+
+    def student_of(self, key):
+        return self.students[key][0]
+
+
+@pytest.fixture
+def world(app):
+    """The small demo world: 2 counties × (初中, 高中), 2 classes a grade, 3 students a class, all accounts."""
+    from app.demo import SCHOOLS, load_demo
+    from app.security import clear_permission_cache
+    from models import School, Student, XuejiUser
+    clock.fix(None)
+    with app.app_context():
+        wipe(db.session)
+        load_demo(app.appbuilder, classes_per_grade=2, students_per_class=3, graduates=4, password=DEMO_PASSWORD)
+        clear_permission_cache()
+        w = World()
+        codes = dict(db.session.execute(select(School.code, School.id)).all())
+        for key, code, *_ in SCHOOLS:
+            w.schools[key] = codes[code]
+        for key, sid in w.schools.items():
+            w.students[key] = list(db.session.scalars(
+                select(Student.id).where(Student.school_id == sid).order_by(Student.id)))
+        w.users = dict(db.session.execute(select(XuejiUser.username, XuejiUser.id)).all())
+        db.session.remove()
+    yield w
+    clock.fix(None)
+
+
+def login(client, username, password=DEMO_PASSWORD):
+    return client.post("/login/", data={"username": username, "password": password})
+
+
+def api_login(client, username, password=DEMO_PASSWORD):
+    return client.post("/api/v1/security/login",
+                       json={"username": username, "password": password, "provider": "db"})
+
+
+def api_headers(client, username, password=DEMO_PASSWORD):
+    resp = api_login(client, username, password)
+    assert resp.status_code == 200, resp.get_json()
+    return {"Authorization": f"Bearer {resp.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def as_user(app, world):
+    """as_user('school_a1_clerk') → a test client signed in through the web login."""
+    def make(username, password=DEMO_PASSWORD):
+        c = app.test_client()
+        resp = login(c, username, password)
+        assert resp.status_code == 302 and "/login" not in resp.headers["Location"], username
+        return c
+    return make

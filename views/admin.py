@@ -1,0 +1,100 @@
+"""Audit log (read-only), the province registrar directory, the home page and the account API."""
+from flask import g, request
+from flask_appbuilder import BaseView, IndexView
+from flask_appbuilder.api import BaseApi, expose as api_expose, protect, safe
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.views import expose
+from sqlalchemy import func, select
+
+from app.accounts import province_of_current_user, registrar_directory
+from app.errors import RuleError
+from app.extensions import db
+from app.scoping import ScopedInterface, apply_scope, current_scope
+from models import AuditEvent, Student
+from views.base import XuejiModelView
+
+ACTION_LABELS = {"insert": "新增", "update": "修改", "delete": "删除", "login": "登录", "login_failed": "登录失败",
+                 "login_locked": "锁定中登录", "lockout": "账号锁定", "logout": "注销", "role_change": "角色变更",
+                 "export": "导出"}
+
+
+class AuditView(XuejiModelView):
+    """审计日志: superadmin sees all, bureau staff the rows of schools in their region. Read-only."""
+    datamodel = ScopedInterface(AuditEvent)
+    class_permission_name = "Audit"
+    route_base = "/audit"
+    include_route_methods = {"list", "show"}
+    list_title = show_title = "审计日志"
+    label_columns = {"at": "时间", "username": "用户", "action": "操作", "entity": "对象", "entity_id": "对象ID",
+                     "field": "字段", "old_value": "原值", "new_value": "新值", "school_id": "学校ID", "ip": "IP"}
+    list_columns = ["at", "username", "action", "entity", "entity_id", "field", "old_value", "new_value"]
+    show_columns = list_columns + ["school_id", "ip"]
+    search_columns = ["at", "username", "action", "entity", "entity_id"]
+    base_order = ("at", "desc")
+    formatters_columns = {"action": lambda a: ACTION_LABELS.get(a, a)}
+
+
+class DirectoryView(BaseView):
+    """省内兄弟学校管理员: every school and bureau user can look up registrars of the province."""
+    route_base = "/directory"
+    class_permission_name = "Directory"
+    method_permission_name = {"index": "read"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        q = (request.args.get("q") or "").strip()[:50]
+        rows = registrar_directory(db.session, province_of_current_user(db.session), q or None)
+        return self.render_template("xueji/directory.html", rows=rows, q=q)
+
+
+class HomeView(IndexView):
+    """首页: what the user's scope holds at a glance (the 待办 list arrives with the workflow issue)."""
+    index_template = "xueji/index.html"
+
+    @expose("/")
+    def index(self):
+        user = g.user
+        counts = []
+        if user is not None and user.is_authenticated:
+            q = apply_scope(select(Student.status, func.count()).group_by(Student.status), Student)
+            counts = db.session.execute(q).all()
+        return self.render_template(self.index_template, appbuilder=self.appbuilder, counts=counts,
+                                    scope=current_scope())
+
+
+class AccountApi(BaseApi):
+    """/api/v1/account/password: change one's own password over the API (forced-change flows included)."""
+    resource_name = "account"
+    class_permission_name = "Account"
+    method_permission_name = {"change_password": "write", "me": "read"}
+    openapi_spec_tag = "Account"
+
+    @api_expose("/me", methods=["GET"])
+    @protect()
+    @safe
+    def me(self):
+        u = g.user
+        return self.response(200, result={
+            "id": u.id, "username": u.username, "school_id": u.school_id, "region_code": u.region_code,
+            "roles": [r.name for r in u.roles], "must_change_password": self.appbuilder.sm.password_expired(u)})
+
+    @api_expose("/password", methods=["POST"])
+    @protect()
+    @safe
+    def change_password(self):
+        body = request.get_json(silent=True) or {}
+        sm = self.appbuilder.sm
+        user = sm.get_user_by_id(g.user.id)
+        from werkzeug.security import check_password_hash
+        if not check_password_hash(user.password or "", body.get("old_password") or ""):
+            return self.response(422, code="wrong_password", message="原密码不正确")
+        if body.get("new_password") == body.get("old_password"):
+            return self.response(422, code="same_password", message="新密码不能与原密码相同")
+        try:
+            sm.reset_password(user.id, body.get("new_password") or "")
+        except RuleError as exc:
+            db.session.rollback()
+            return self.response(exc.status, code=exc.code, message=exc.message)
+        return self.response(200, message="密码已修改")

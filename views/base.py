@@ -1,0 +1,165 @@
+"""Base classes every screen and API derives from. They declare; app/ decides.
+
+- datamodel = ScopedInterface(Model): every query and write is scoped (app.scoping)
+- read/write permission names (app.roles.VIEW_RW / API_RW)
+- actions answer 404 for out-of-scope ids; /download serves only files of in-scope rows
+- /export/csv|xlsx: the list's own filters and scope, streamed, formula-safe, audited
+- REST errors as JSON {code, message} with the rule's status (422, 403, 404), never SQL
+"""
+import os
+
+from flask import abort, current_app, flash, redirect, request, Response, send_file, stream_with_context
+from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.api.convert import Model2SchemaConverter
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.urltools import get_filter_args
+from flask_appbuilder.views import expose
+from sqlalchemy import func, or_
+from werkzeug.exceptions import NotFound
+from werkzeug.utils import safe_join
+
+from app import audit
+from app.errors import RuleError
+from app.exports import MAX_ROWS, csv_stream, xlsx_file
+from app.roles import API_RW, VIEW_RW
+from app.scoping import ScopeFilter, apply_scope, current_scope
+
+SCOPE_FILTER = [["id", ScopeFilter, None]]
+
+
+def default_school(item) -> None:
+    """School staff creating a school-scoped row: it belongs to their school (the flush check guards the rest)."""
+    scope = current_scope()
+    if getattr(type(item), "__scope__", None) == "school" and scope.kind == "school":
+        if getattr(item, "school_id", None) is None and getattr(item, "school", None) is None:
+            item.school_id = scope.school_id
+
+
+def _value(item, column):
+    value = item
+    for part in column.split("."):
+        value = getattr(value, part, None) if value is not None else None
+    return value() if callable(value) else value
+
+
+class XuejiModelView(ModelView):
+    method_permission_name = VIEW_RW
+    base_filters = SCOPE_FILTER
+    page_size = 25
+    export_columns: list[str] | None = None
+
+    def pre_add(self, item):
+        default_school(item)
+
+    # --- actions: same scope as everything else ----------------------------------------------------
+    def _scoped_items(self, pks):
+        items = [self.datamodel.get(self._deserialize_pk_if_composite(pk)) for pk in pks]
+        if not items or any(i is None for i in items):
+            abort(404)
+        return items
+
+    @expose("/action/<string:name>/<pk>", methods=["POST"])
+    def action(self, name, pk):
+        if not self.appbuilder.sm.has_access(self.get_action_permission_name(name), self.class_permission_name):
+            abort(403)
+        act = self.actions.get(name) or abort(404)
+        return self._run_action(act, self._scoped_items([pk])[0])
+
+    @expose("/action_post", methods=["POST"])
+    def action_post(self):
+        name = request.form.get("action", "")
+        if not self.appbuilder.sm.has_access(self.get_action_permission_name(name), self.class_permission_name):
+            abort(403)
+        act = self.actions.get(name) or abort(404)
+        return self._run_action(act, self._scoped_items(request.form.getlist("rowid")))
+
+    def _run_action(self, act, items):
+        try:
+            return act.func(items)
+        except RuleError as exc:
+            self.datamodel.session.rollback()
+            flash(exc.message, "danger")
+            return redirect(self.get_redirect())
+
+    # --- files: only those referenced by an in-scope row -----------------------------------------------
+    @expose("/download/<string:filename>")
+    @has_access
+    def download(self, filename):
+        model = self.datamodel.obj
+        columns = self.datamodel.get_file_column_list() + self.datamodel.get_image_column_list()
+        if not columns:
+            abort(404)
+        q = self.datamodel.session.query(model).filter(or_(*[getattr(model, c) == filename for c in columns]))
+        if apply_scope(q, model).first() is None:
+            abort(404)
+        path = safe_join(current_app.config["UPLOAD_FOLDER"], filename)
+        if path is None or not os.path.isfile(path):
+            abort(404)
+        return send_file(path, as_attachment=True, download_name=filename.split("_sep_", 1)[-1])
+
+    # --- export: the list as the user sees it --------------------------------------------------------
+    def _export_query(self):
+        filters = self.datamodel.get_filters(self.search_columns)
+        get_filter_args(filters)
+        joined = filters.get_joined_filters(self._base_filters)
+        order_column, order_direction = self.base_order or ("", "")
+        q = self.datamodel.session.query(self.datamodel.obj)
+        q = self.datamodel.apply_all(q, joined, order_column, order_direction)
+        return q, filters
+
+    @expose("/export/<string:fmt>")
+    @has_access
+    def export(self, fmt):
+        if fmt not in ("csv", "xlsx"):
+            abort(404)
+        columns = self.export_columns or self.list_columns
+        headers = [str(self.label_columns.get(c, c)) for c in columns]
+        q, filters = self._export_query()
+        total = min(q.order_by(None).with_entities(func.count()).scalar() or 0, MAX_ROWS)
+        audit.record(self.datamodel.session, "export", entity=self.datamodel.obj.__tablename__,
+                     field=fmt, new=f"{request.query_string.decode()[:500]} rows={total}")
+        self.datamodel.session.commit()
+        q, _ = self._export_query()
+        rows = ([_value(item, c) for c in columns] for item in q.limit(MAX_ROWS).yield_per(1000))
+        name = f"{self.datamodel.obj.__tablename__}.{fmt}"
+        if fmt == "csv":
+            return Response(stream_with_context(csv_stream(headers, rows)), mimetype="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f"attachment; filename={name}"})
+        return send_file(xlsx_file(headers, rows), as_attachment=True, download_name=name,
+                         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+class FkSchemaConverter(Model2SchemaConverter):
+    """FAB's converter with include_fk: our APIs expose plain ids (school_id, class_id) instead of nesting."""
+
+    def _meta_schema_factory(self, columns, model, class_mixin, parent_schema_name=None):
+        schema = super()._meta_schema_factory(columns, model, class_mixin, parent_schema_name)
+        return type(schema.__name__, (schema,), {"Meta": type("Meta", (schema.Meta,), {"include_fk": True})})
+
+
+class XuejiApi(ModelRestApi):
+    model2schemaconverter = FkSchemaConverter
+    method_permission_name = API_RW
+    base_filters = SCOPE_FILTER
+    allow_browser_login = False
+
+    def pre_add(self, item):
+        default_school(item)
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except RuleError as exc:
+            self.datamodel.session.rollback()
+            return self.response(exc.status, code=exc.code, message=exc.message)
+        except NotFound:
+            return self.response_404()
+
+    def post_headless(self):
+        return self._guard(super().post_headless)
+
+    def put_headless(self, pk):
+        return self._guard(super().put_headless, pk)
+
+    def delete_headless(self, pk):
+        return self._guard(super().delete_headless, pk)

@@ -1,0 +1,79 @@
+"""Account screens: the scoped user admin (系统管理员 everyone; bureau: school accounts of its region) and
+个人设置 (name, phone, QQ, password)."""
+from flask import g
+from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+from flask_appbuilder.forms import DynamicForm
+from flask_appbuilder.models.sqla.filters import FilterEqual, FilterInFunction
+from flask_appbuilder.security.views import UserDBModelView, UserInfoEditView
+from wtforms import StringField
+from wtforms.validators import DataRequired, Optional, Regexp
+
+from app import clock
+from app.accounts import assignable_role_names
+from app.scoping import ScopeFilter, ScopedInterface
+from models import XuejiUser
+
+USER_LABELS = {
+    "username": "用户名", "first_name": "名", "last_name": "姓", "email": "邮箱", "active": "是否启用",
+    "roles": "角色", "school": "所属学校", "region": "所属区域(教育局)", "phone": "手机", "qq": "QQ",
+    "last_login": "最近登录", "login_count": "登录次数", "fail_login_count": "连续失败次数",
+    "locked_until": "锁定至", "must_change_password": "须修改密码", "password_changed_on": "密码修改时间",
+    "password": "密码", "conf_password": "确认密码", "full_name": "姓名", "groups": "用户组",
+    "created_on": "创建时间", "changed_on": "修改时间", "created_by": "创建人", "changed_by": "修改人",
+}
+PHONE = Regexp(r"^1\d{10}$", message="手机号应为11位数字，以1开头")
+QQ = Regexp(r"^\d{5,12}$", message="QQ号应为5到12位数字")
+
+
+class XuejiUserView(UserDBModelView):
+    datamodel = ScopedInterface(XuejiUser)
+    class_permission_name = "User"
+    method_permission_name = {"list": "read", "show": "read", "add": "write", "edit": "write",
+                              "delete": "delete", "userinfo": "userinfo", "download": "read"}
+    base_filters = [["id", ScopeFilter, None]]
+    list_title, show_title, add_title, edit_title = "账号", "账号", "新增账号", "编辑账号"
+    label_columns = USER_LABELS
+    list_columns = ["username", "full_name", "school", "region", "roles", "phone", "active", "last_login"]
+    show_fieldsets = [
+        ("账号", {"fields": ["username", "last_name", "first_name", "email", "active", "roles", "school",
+                             "region", "phone", "qq"]}),
+        ("安全", {"fields": ["last_login", "login_count", "fail_login_count", "locked_until",
+                             "password_changed_on", "must_change_password"], "expanded": False}),
+    ]
+    user_show_fieldsets = [
+        ("个人信息", {"fields": ["username", "last_name", "first_name", "email", "phone", "qq", "school",
+                                 "region", "roles"]}),
+    ]
+    search_columns = ["username", "first_name", "last_name", "school", "region", "roles", "active"]
+    add_columns = ["username", "last_name", "first_name", "email", "school", "region", "roles", "phone", "qq",
+                   "active", "password", "conf_password"]
+    edit_columns = ["username", "last_name", "first_name", "email", "school", "region", "roles", "phone", "qq",
+                    "active"]
+    validators_columns = {"phone": [Optional(), PHONE], "qq": [Optional(), QQ]}
+    add_form_query_rel_fields = edit_form_query_rel_fields = {
+        "roles": [["name", FilterInFunction, assignable_role_names]],
+        "school": [["id", ScopeFilter, None]],
+        "region": [["id", ScopeFilter, None]],
+    }
+
+    def pre_add(self, item):
+        super().pre_add(item)            # hashes the password (complexity checked by the form validator)
+        item.password_changed_on = clock.now()
+        item.must_change_password = True
+
+    def pre_update(self, item):
+        super().pre_update(item)
+
+
+class ProfileForm(DynamicForm):
+    last_name = StringField("姓", validators=[DataRequired()], widget=BS3TextFieldWidget())
+    first_name = StringField("名", validators=[DataRequired()], widget=BS3TextFieldWidget())
+    phone = StringField("手机", validators=[Optional(), PHONE], widget=BS3TextFieldWidget())
+    qq = StringField("QQ", validators=[Optional(), QQ], widget=BS3TextFieldWidget())
+
+
+class ProfileEditView(UserInfoEditView):
+    """个人设置: a user edits their own name, phone and QQ."""
+    form = ProfileForm
+    form_title = "个人设置"
+    message = "个人信息已保存"
