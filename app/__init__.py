@@ -5,10 +5,11 @@ AppBuilder is created per app (a module-level one cannot serve a second app: FAB
 import logging
 import os
 
-from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, g, redirect, render_template, request, session, url_for
 from flask_appbuilder import AppBuilder
 from werkzeug.exceptions import HTTPException
 
+from app.errors import json_error
 from app.extensions import csrf, db, migrate
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,12 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 def _install_session_rules() -> None:
     """Flush-time rules on the (process-wide) session factory, once however many apps are built.
-    Order matters: model rules fill derived columns that the scope check reads; audit comes last."""
+    Order: scope first (an out-of-scope write is a 404, whatever else is wrong), then account and model
+    rules, and the audit writer last, so it records only what passed."""
     from app import accounts, audit, rules, scoping
     if getattr(db, "_xueji_rules_installed", False):
         return
-    for install in (rules.install, accounts.install, scoping.install, audit.install):
+    for install in (scoping.install, accounts.install, rules.install, audit.install):
         install(db.session)
     db._xueji_rules_installed = True
 
@@ -95,12 +97,6 @@ def _install_request_hooks(app: Flask) -> None:
         return response
 
 
-def _json_error(status, code, message):
-    resp = jsonify(code=code, message=message)
-    resp.status_code = status
-    return resp
-
-
 MESSAGES = {400: "请求有误", 403: "没有权限执行此操作", 404: "页面或记录不存在", 405: "不支持的请求方式",
             413: "上传的文件太大", 422: "数据不符合要求", 429: "操作太频繁，请稍后再试", 500: "系统内部错误，请稍后再试或联系管理员"}
 
@@ -110,7 +106,7 @@ def _install_error_handlers(app: Flask) -> None:
     def render(status, detail=None):
         message = MESSAGES.get(status, "请求失败")
         if request.path.startswith("/api/"):
-            return _json_error(status, f"http_{status}", detail or message)
+            return json_error(status, f"http_{status}", detail or message)
         ab = app.appbuilder
         return render_template("xueji/error.html", base_template=ab.base_template, appbuilder=ab,
                                status=status, message=message, detail=detail), status

@@ -84,3 +84,11 @@ def province_of_current_user(session) -> str | None:
     if scope.kind == "region":
         return scope.region_code[:2] + "0000"
     return "none"
+
+
+def unlock(session, users) -> int:
+    """解除锁定: clear the lockout of the given (already scope-checked) accounts; audited as an update."""
+    for user in users:
+        user.locked_until, user.fail_login_count = None, 0
+    session.commit()
+    return len(users)

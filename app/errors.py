@@ -42,3 +42,11 @@ def integrity_message(exc: Exception) -> str:
     if "foreign" in text:
         return "引用的记录不存在或仍被其他记录使用"
     return "数据与已有记录冲突（唯一性约束），请检查后再保存"
+
+
+def json_error(status: int, code: str, message: str):
+    """The API's error body: {"code": stable English code, "message": Chinese text}."""
+    from flask import jsonify
+    resp = jsonify(code=code, message=message)
+    resp.status_code = status
+    return resp

@@ -37,13 +37,13 @@ PROFILE = [
     ("can_show", "SwaggerView"), ("can_get", "OpenApi"),
 ] + _menus("Directory", "Registry")
 
-READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student")]
+READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student"), ("export_selected", "Student")]
 
 ROLE_PERMISSIONS = {
     ROLE_BUREAU_CLERK: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (R, "Audit"),
         # school accounts inside the region (app.accounts decides which)
-        (R, "User"), (W, "User"), ("resetpasswords", "User"),
+        (R, "User"), (W, "User"), ("resetpasswords", "User"), ("unlock", "User"),
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
     ] + _menus("Schools", "Classes", "Students", "Regions", "Audit", "List Users", "Security", "Organisation"),
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + [(R, "Audit")]

@@ -65,15 +65,17 @@ def request_actor():
 
 
 def current_scope() -> Scope:
-    """The scope of the request's user, computed once per request. Outside a request (CLI, importers run as
-    system jobs) everything is in scope: those callers pass an explicit scope where one applies."""
+    """The scope of the request's user, computed once per request and user. Outside a request (CLI,
+    importers run as system jobs) everything is in scope: those callers pass an explicit scope."""
     if not has_request_context():
         return ALL
+    user = g.get("user")
+    key = (id(user), getattr(user, "id", None))
     cached = g.get("_xueji_scope")
-    if cached is None:
-        cached = scope_of(g.get("user"))
+    if cached is None or cached[0] != key:
+        cached = (key, scope_of(user))
         g._xueji_scope = cached
-    return cached
+    return cached[1]
 
 
 def _school_region_column(level: str):

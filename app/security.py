@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import timedelta
 
-from flask import abort, current_app, g, has_request_context, jsonify, request, session as flask_session
+from flask import abort, current_app, g, has_request_context, request, session as flask_session
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import AuthDBView, ResetMyPasswordView, ResetPasswordView
@@ -20,7 +20,7 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 from app import audit, clock
-from app.errors import RuleError
+from app.errors import RuleError, json_error
 from app.passwords import password_problem
 from models.user import XuejiUser
 
@@ -87,6 +87,10 @@ class XuejiSecurityManager(SecurityManager):
         self.userdbmodelview = XuejiUserView
         self.userinfoeditview = ProfileEditView
         super().__init__(appbuilder)
+        # FAB's SQLA manager hands its user views a plain SQLAInterface: put the scoped one back.
+        from app.scoping import ScopedInterface
+        self.userdbmodelview.datamodel = ScopedInterface(self.user_model)
+        self.userstatschartview.datamodel = ScopedInterface(self.user_model)
 
     # --- permissions, cached --------------------------------------------------------------------
     def _role_permissions(self, role_ids) -> frozenset:
@@ -190,9 +194,7 @@ class XuejiSecurityManager(SecurityManager):
         """API calls with a password that must change are refused, except the password change itself."""
         user = super().load_user_jwt(_jwt_header, jwt_data)
         if user is not None and self.password_expired(user) and not request.path.startswith(FREE_API_PATHS):
-            resp = jsonify(code="password_expired", message="首次登录或密码已超过90天未修改，请先修改密码")
-            resp.status_code = 403
-            abort(resp)
+            abort(json_error(403, "password_expired", "首次登录或密码已超过90天未修改，请先修改密码"))
         return user
 
     # --- lockout --------------------------------------------------------------------------------

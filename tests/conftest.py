@@ -35,6 +35,11 @@ def drop_everything(url: str) -> None:
             for name in names:
                 conn.execute(text(f"DROP TABLE IF EXISTS `{name}`"))
             conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+            if getattr(engine.dialect, "is_mariadb", False):
+                for (seq,) in conn.execute(text(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = DATABASE() AND table_type = 'SEQUENCE'")).all():
+                    conn.execute(text(f"DROP SEQUENCE IF EXISTS `{seq}`"))
         else:
             conn.execute(text("PRAGMA foreign_keys=OFF"))
             for name in names:
@@ -42,7 +47,7 @@ def drop_everything(url: str) -> None:
     engine.dispose()
 
 
-def test_config(url, tmp, **extra):
+def app_config(url, tmp, **extra):
     cfg = {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": url,
@@ -60,7 +65,7 @@ def app(request, tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("xueji"))
     url = f"sqlite:///{tmp}/test.db" if request.param == "sqlite" else request.param
     drop_everything(url)
-    application = create_app(test_config(url, tmp))
+    application = create_app(app_config(url, tmp))
     application.config["XUEJI_TMP"] = tmp
     with application.app_context():
         from app.cli import prepare_database
@@ -71,11 +76,18 @@ def app(request, tmp_path_factory):
         db.engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _push_request_context():
+    """Override pytest-flask's autouse fixture that keeps one request context open for the whole test:
+    requests would then share `g` (and Flask-Login's cached user) across different clients."""
+    yield
+
+
 @pytest.fixture
 def make_app(app):
     """Build another app on the same database with different settings (CSRF on, tight rate limit …)."""
     def build(**extra):
-        return create_app(test_config(app.config["SQLALCHEMY_DATABASE_URI"], app.config["XUEJI_TMP"], **extra))
+        return create_app(app_config(app.config["SQLALCHEMY_DATABASE_URI"], app.config["XUEJI_TMP"], **extra))
     return build
 
 

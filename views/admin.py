@@ -7,7 +7,7 @@ from flask_appbuilder.views import expose
 from sqlalchemy import func, select
 
 from app.accounts import province_of_current_user, registrar_directory
-from app.errors import RuleError
+from app.errors import RuleError, json_error
 from app.extensions import db
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import AuditEvent, Student
@@ -89,12 +89,12 @@ class AccountApi(BaseApi):
         user = sm.get_user_by_id(g.user.id)
         from werkzeug.security import check_password_hash
         if not check_password_hash(user.password or "", body.get("old_password") or ""):
-            return self.response(422, code="wrong_password", message="原密码不正确")
+            return json_error(422, "wrong_password", "原密码不正确")
         if body.get("new_password") == body.get("old_password"):
-            return self.response(422, code="same_password", message="新密码不能与原密码相同")
+            return json_error(422, "same_password", "新密码不能与原密码相同")
         try:
             sm.reset_password(user.id, body.get("new_password") or "")
         except RuleError as exc:
             db.session.rollback()
-            return self.response(exc.status, code=exc.code, message=exc.message)
+            return json_error(exc.status, exc.code, exc.message)
         return self.response(200, message="密码已修改")

@@ -19,7 +19,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.utils import safe_join
 
 from app import audit
-from app.errors import RuleError
+from app.errors import RuleError, json_error
 from app.exports import MAX_ROWS, csv_stream, xlsx_file
 from app.roles import API_RW, VIEW_RW
 from app.scoping import ScopeFilter, apply_scope, current_scope
@@ -42,14 +42,10 @@ def _value(item, column):
     return value() if callable(value) else value
 
 
-class XuejiModelView(ModelView):
-    method_permission_name = VIEW_RW
-    base_filters = SCOPE_FILTER
-    page_size = 25
-    export_columns: list[str] | None = None
-
-    def pre_add(self, item):
-        default_school(item)
+class ScopedRoutesMixin:
+    """Replaces FAB's action, action_post and download routes, which skip base_filters (FAB5-NOTES §2):
+    here every id goes through the scoped datamodel and an out-of-scope id answers 404. Actions are
+    POST-only (CSRF-protected)."""
 
     # --- actions: same scope as everything else ----------------------------------------------------
     def _scoped_items(self, pks):
@@ -97,6 +93,16 @@ class XuejiModelView(ModelView):
             abort(404)
         return send_file(path, as_attachment=True, download_name=filename.split("_sep_", 1)[-1])
 
+
+class XuejiModelView(ScopedRoutesMixin, ModelView):
+    method_permission_name = VIEW_RW
+    base_filters = SCOPE_FILTER
+    page_size = 25
+    export_columns: list[str] | None = None
+
+    def pre_add(self, item):
+        default_school(item)
+
     # --- export: the list as the user sees it --------------------------------------------------------
     def _export_query(self):
         filters = self.datamodel.get_filters(self.search_columns)
@@ -112,15 +118,19 @@ class XuejiModelView(ModelView):
     def export(self, fmt):
         if fmt not in ("csv", "xlsx"):
             abort(404)
-        columns = self.export_columns or self.list_columns
-        headers = [str(self.label_columns.get(c, c)) for c in columns]
-        q, filters = self._export_query()
+        q, _ = self._export_query()
         total = min(q.order_by(None).with_entities(func.count()).scalar() or 0, MAX_ROWS)
         audit.record(self.datamodel.session, "export", entity=self.datamodel.obj.__tablename__,
                      field=fmt, new=f"{request.query_string.decode()[:500]} rows={total}")
         self.datamodel.session.commit()
         q, _ = self._export_query()
-        rows = ([_value(item, c) for c in columns] for item in q.limit(MAX_ROWS).yield_per(1000))
+        return self.send_rows(q.limit(MAX_ROWS).yield_per(1000), fmt)
+
+    def send_rows(self, items, fmt):
+        """Stream ``items`` (rows of this view's model) as CSV or XLSX with the export columns."""
+        columns = self.export_columns or self.list_columns
+        headers = [str(self.label_columns.get(c, c)) for c in columns]
+        rows = ([_value(item, c) for c in columns] for item in items)
         name = f"{self.datamodel.obj.__tablename__}.{fmt}"
         if fmt == "csv":
             return Response(stream_with_context(csv_stream(headers, rows)), mimetype="text/csv; charset=utf-8",
@@ -151,7 +161,7 @@ class XuejiApi(ModelRestApi):
             return fn(*args)
         except RuleError as exc:
             self.datamodel.session.rollback()
-            return self.response(exc.status, code=exc.code, message=exc.message)
+            return json_error(exc.status, exc.code, exc.message)
         except NotFound:
             return self.response_404()
 

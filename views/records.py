@@ -1,4 +1,5 @@
 """Screens and REST resources of the 学籍 records: regions, schools, classes, students."""
+from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.filters import FilterEqual
 
 from app.scoping import ScopeFilter, ScopedInterface
@@ -80,6 +81,11 @@ class StudentView(XuejiModelView):
     search_columns = ["name", "xjh", "id_number", "school", "stage", "cohort_year", "school_class", "status",
                       "sex"]
     base_order = ("id", "asc")
+
+    @action("export_selected", "导出所选 (Excel)", None, "fa-file-excel-o")
+    def export_selected(self, items):
+        items = items if isinstance(items, list) else [items]
+        return self.send_rows(items, "xlsx")
 
 
 class RegionApi(XuejiApi):

@@ -1,17 +1,20 @@
 """Account screens: the scoped user admin (系统管理员 everyone; bureau: school accounts of its region) and
 个人设置 (name, phone, QQ, password)."""
-from flask import g
+from flask import flash, redirect
+from flask_appbuilder.actions import action
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.forms import DynamicForm
-from flask_appbuilder.models.sqla.filters import FilterEqual, FilterInFunction
+from flask_appbuilder.models.sqla.filters import FilterInFunction
 from flask_appbuilder.security.views import UserDBModelView, UserInfoEditView
 from wtforms import StringField
 from wtforms.validators import DataRequired, Optional, Regexp
 
 from app import clock
+from app import accounts
 from app.accounts import assignable_role_names
 from app.scoping import ScopeFilter, ScopedInterface
 from models import XuejiUser
+from views.base import ScopedRoutesMixin
 
 USER_LABELS = {
     "username": "用户名", "first_name": "名", "last_name": "姓", "email": "邮箱", "active": "是否启用",
@@ -25,7 +28,7 @@ PHONE = Regexp(r"^1\d{10}$", message="手机号应为11位数字，以1开头")
 QQ = Regexp(r"^\d{5,12}$", message="QQ号应为5到12位数字")
 
 
-class XuejiUserView(UserDBModelView):
+class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     datamodel = ScopedInterface(XuejiUser)
     class_permission_name = "User"
     method_permission_name = {"list": "read", "show": "read", "add": "write", "edit": "write",
@@ -61,8 +64,11 @@ class XuejiUserView(UserDBModelView):
         item.password_changed_on = clock.now()
         item.must_change_password = True
 
-    def pre_update(self, item):
-        super().pre_update(item)
+    @action("unlock", "解除锁定", "解除所选账号的登录锁定？", "fa-unlock")
+    def unlock(self, items):
+        n = accounts.unlock(self.datamodel.session, items if isinstance(items, list) else [items])
+        flash(f"已解除 {n} 个账号的锁定", "success")
+        return redirect(self.get_redirect())
 
 
 class ProfileForm(DynamicForm):
