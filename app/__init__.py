@@ -108,6 +108,9 @@ def _install_error_handlers(app: Flask) -> None:
         if request.path.startswith("/api/"):
             return json_error(status, f"http_{status}", detail or message)
         ab = app.appbuilder
+        if "user" not in g:                 # errors raised before FAB's before_request (CSRF) have no g.user
+            from flask_login import current_user
+            g.user = current_user
         return render_template("xueji/error.html", base_template=ab.base_template, appbuilder=ab,
                                status=status, message=message, detail=detail), status
 

@@ -8,7 +8,7 @@ from sqlalchemy import event, inspect, select
 
 from app.errors import RuleError
 from app.roles import SCHOOL_ROLES
-from app.scoping import current_scope, request_actor
+from app.scoping import current_scope, effective, request_actor
 from models import Region, School, XuejiUser
 
 
@@ -19,14 +19,15 @@ def _changed(state, key) -> bool:
 def check_account(obj: XuejiUser, actor, scope) -> None:
     state = inspect(obj)
     if actor is not None and obj.id is not None and obj.id == actor.id and not state.pending:
-        if any(_changed(state, k) for k in ("roles", "school_id", "region_code", "active", "username")):
+        if any(_changed(state, k) for k in ("roles", "school", "school_id", "region", "region_code", "active",
+                                            "username")):
             raise RuleError("不能修改自己的角色、所属单位或账号状态", code="forbidden", status=403)
         return
     roles = {r.name for r in obj.roles}
     if not roles or not roles <= set(SCHOOL_ROLES):
         raise RuleError("教育局账号只能创建或修改学校账号（学校学籍管理员、学校学籍主管领导）",
                         code="forbidden", status=403)
-    if obj.school_id is None or obj.region_code:
+    if effective(obj, "school", "school_id") is None or effective(obj, "region", "region_code"):
         raise RuleError("学校账号必须指定所属学校，且不能指定区域", code="invalid")
 
 

@@ -283,7 +283,12 @@ class ScopedInterface(SQLAInterface):
         return super()._get_base_query(query, filters, order_column, order_direction)
 
     def get_related_interface(self, col_name):
-        return ScopedInterface(self.get_related_model(col_name), self.session)
+        """Dropdowns of related rows: scoped when the related model is (schools, classes …), plain for
+        FAB's own tables (roles, groups), which role permissions and app.accounts guard instead."""
+        model = self.get_related_model(col_name)
+        if getattr(model, "__scope__", None) is None:
+            return SQLAInterface(model, self.session)
+        return ScopedInterface(model, self.session)
 
     def _write(self, fn):
         try:

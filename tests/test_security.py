@@ -1,0 +1,294 @@
+"""Security policy: lockout, rate limits, forced password change, CSRF, audit, error pages, sessions."""
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from app import clock
+from app.extensions import db
+from models import AuditEvent, Student, XuejiUser
+from tests.conftest import DEMO_PASSWORD, api_login, login
+
+
+def audit_actions(app, username=None):
+    with app.app_context():
+        q = select(AuditEvent.action).order_by(AuditEvent.id)
+        if username:
+            q = q.where(AuditEvent.username == username)
+        return list(db.session.scalars(q))
+
+
+def logged_in(client) -> bool:
+    resp = client.get("/student/list/")
+    return resp.status_code == 200
+
+
+# --- lockout ------------------------------------------------------------------------------------------
+
+def test_web_lockout_after_five_failures_for_fifteen_minutes(app, world, client):
+    for _ in range(5):
+        login(client, "school_a1_clerk", "Wrong#Pass1")
+    login(client, "school_a1_clerk")                  # right password, but locked
+    assert not logged_in(client)
+    actions = audit_actions(app, "school_a1_clerk")
+    assert actions.count("login_failed") == 5 and "lockout" in actions and "login_locked" in actions
+    clock.fix(datetime.now() + timedelta(minutes=16))
+    login(client, "school_a1_clerk")
+    assert logged_in(client)
+
+
+def test_api_lockout_after_five_failures(app, world, client):
+    for _ in range(5):
+        assert api_login(client, "school_b1_clerk", "Wrong#Pass1").status_code == 401
+    assert api_login(client, "school_b1_clerk").status_code == 401
+    clock.fix(datetime.now() + timedelta(minutes=14))
+    assert api_login(client, "school_b1_clerk").status_code == 401
+    clock.fix(datetime.now() + timedelta(minutes=16))
+    assert api_login(client, "school_b1_clerk").status_code == 200
+
+
+def test_success_resets_the_failure_count(app, world, client):
+    for _ in range(4):
+        login(client, "school_a2_clerk", "Wrong#Pass1")
+    login(client, "school_a2_clerk")
+    client.get("/logout/")
+    login(client, "school_a2_clerk", "Wrong#Pass1")
+    login(client, "school_a2_clerk")
+    assert logged_in(client)
+
+
+def test_unknown_user_failure_is_audited(app, world, client):
+    login(client, "nobody", "Wrong#Pass1")
+    assert "login_failed" in audit_actions(app, "nobody")
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/login/", None),
+    ("/api/v1/security/login", {"username": "x", "password": "y", "provider": "db"}),
+])
+def test_logins_are_rate_limited(world, make_app, path, body):
+    limited = make_app(AUTH_RATE_LIMIT="3 per minute")
+    c = limited.test_client()
+    codes = []
+    for _ in range(5):
+        resp = c.post(path, json=body) if body else c.post(path, data={"username": "x", "password": "y"})
+        codes.append(resp.status_code)
+    assert 429 not in codes[:3] and codes[3:] == [429, 429]
+
+
+# --- forced password change --------------------------------------------------------------------------
+
+def new_account(app, world, username="school_a1_new"):
+    """An account created by the superadmin through the user form."""
+    c = app.test_client()
+    login(c, "admin")
+    with app.app_context():
+        from app.roles import ROLE_SCHOOL_LEADER
+        role_id = app.appbuilder.sm.find_role(ROLE_SCHOOL_LEADER).id
+    resp = c.post("/users/add", data={
+        "username": username, "last_name": "王", "first_name": "新", "email": f"{username}@x.cn",
+        "school": world.schools["a1"], "roles": [role_id], "active": "y", "phone": "13912345678",
+        "password": "First#Pass9", "conf_password": "First#Pass9"})
+    assert resp.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(XuejiUser).where(XuejiUser.username == username)) is not None
+
+
+def test_first_login_forces_a_password_change(app, world, client):
+    new_account(app, world)
+    login(client, "school_a1_new", "First#Pass9")
+    resp = client.get("/student/list/")
+    assert resp.status_code == 302 and "resetmypassword" in resp.headers["Location"]
+    # the API refuses too, except the password change
+    token = api_login(client, "school_a1_new", "First#Pass9").get_json()["access_token"]
+    h = {"Authorization": f"Bearer {token}"}
+    resp = client.get("/api/v1/student/", headers=h)
+    assert resp.status_code == 403 and resp.get_json()["code"] == "password_expired"
+    # a weak new password is refused with the rule in Chinese
+    page = client.post("/resetmypassword/form", data={"password": "abcdefgh", "conf_password": "abcdefgh"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "至少8位" in page
+    client.post("/resetmypassword/form", data={"password": "Second#Pass9", "conf_password": "Second#Pass9"})
+    assert logged_in(client)
+    assert client.get("/api/v1/student/", headers=h).status_code == 200
+
+
+def test_password_older_than_ninety_days_forces_a_change(app, world, client):
+    with app.app_context():
+        u = db.session.scalar(select(XuejiUser).where(XuejiUser.username == "school_b2_clerk"))
+        u.password_changed_on = datetime.now() - timedelta(days=91)
+        db.session.commit()
+    login(client, "school_b2_clerk")
+    resp = client.get("/school/list/")
+    assert resp.status_code == 302 and "resetmypassword" in resp.headers["Location"]
+    with app.app_context():
+        u = db.session.scalar(select(XuejiUser).where(XuejiUser.username == "school_b2_clerk"))
+        u.password_changed_on = datetime.now() - timedelta(days=89)
+        db.session.commit()
+    assert client.get("/school/list/").status_code == 200
+
+
+def test_api_password_change_applies_the_policy(app, world, client):
+    token = api_login(client, "school_a1_leader").get_json()["access_token"]
+    h = {"Authorization": f"Bearer {token}"}
+    weak = client.post("/api/v1/account/password", json={"old_password": DEMO_PASSWORD, "new_password": "short"},
+                       headers=h)
+    assert weak.status_code == 422 and "至少8位" in weak.get_json()["message"]
+    wrong = client.post("/api/v1/account/password", json={"old_password": "x", "new_password": "Good#Pass99"},
+                        headers=h)
+    assert wrong.status_code == 422
+    ok = client.post("/api/v1/account/password", json={"old_password": DEMO_PASSWORD,
+                                                       "new_password": "Good#Pass99"}, headers=h)
+    assert ok.status_code == 200
+    assert api_login(client, "school_a1_leader", "Good#Pass99").status_code == 200
+
+
+@pytest.mark.parametrize("password,ok", [
+    ("Abcdefg1", True), ("abcdef1!", True), ("ABCDEF1!", True), ("Abcdefg!", True),
+    ("abcdefg1", False), ("ABCDEFGH", False), ("Ab1!", False), ("abcdefgh!", False), ("", False),
+])
+def test_password_rule(password, ok):
+    from app.passwords import password_problem
+    assert (password_problem(password) is None) == ok
+
+
+def test_every_account_path_applies_the_policy(app, world):
+    from app.errors import RuleError
+    with app.app_context():
+        sm = app.appbuilder.sm
+        with pytest.raises(RuleError):
+            sm.add_user("weak", "a", "b", "weak@x.cn", role=[], password="password")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["xueji", "create-superadmin", "--username", "root2", "--email", "r@x.cn",
+                                 "--password", "12345678"])
+    assert result.exit_code != 0 and "至少8位" in result.output
+    result = runner.invoke(args=["xueji", "create-superadmin", "--username", "root2", "--email", "r@x.cn",
+                                 "--password", "Strong#Pass1"])
+    assert result.exit_code == 0, result.output
+
+
+# --- CSRF ---------------------------------------------------------------------------------------------
+
+def csrf_token(client, path):
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page).group(1)
+
+
+def test_csrf_refuses_tokenless_posts_and_get_mutations(app, world, make_app):
+    secured = make_app(WTF_CSRF_ENABLED=True)
+    c = secured.test_client()
+    assert c.post("/login/", data={"username": "school_a1_clerk", "password": DEMO_PASSWORD}).status_code == 400
+    token = csrf_token(c, "/login/")
+    c.post("/login/", data={"username": "school_a1_clerk", "password": DEMO_PASSWORD, "csrf_token": token})
+    sid = world.student_of("a1")
+    assert c.post(f"/student/delete/{sid}").status_code == 400
+    c.get(f"/student/delete/{sid}")                                   # GET delete is refused
+    assert c.post("/student/action_post", data={"action": "export_selected", "rowid": [sid]}).status_code == 400
+    assert c.get(f"/student/action/export_selected/{sid}").status_code == 405
+    with secured.app_context():
+        assert db.session.get(Student, sid) is not None
+    # with the token the same delete goes through
+    token = csrf_token(c, f"/student/show/{sid}")
+    assert c.post(f"/student/delete/{sid}", data={"csrf_token": token}).status_code == 302
+    with secured.app_context():
+        assert db.session.get(Student, sid) is None
+
+
+# --- audit --------------------------------------------------------------------------------------------
+
+def test_edit_is_audited_with_old_and_new_values(app, world, as_user):
+    c = as_user("school_a1_clerk")
+    sid = world.student_of("a1")
+    with app.app_context():
+        s = db.session.get(Student, sid)
+        old_name = s.name
+        form = {"xjh": s.xjh, "name": "李新名", "sex": s.sex, "birth_date": s.birth_date.isoformat(),
+                "id_type": "1", "id_number": s.id_number, "ethnicity": s.ethnicity or "",
+                "school": world.schools["a1"], "stage": s.stage, "cohort_year": s.cohort_year,
+                "school_class": s.class_id, "status": s.status}
+    assert c.post(f"/student/edit/{sid}", data=form).status_code == 302
+    with app.app_context():
+        ev = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "update",
+                                                         AuditEvent.entity == "student")).all()
+        assert [(e.field, e.old_value, e.new_value, e.username, e.school_id) for e in ev] == [
+            ("name", old_name, "李新名", "school_a1_clerk", world.schools["a1"])]
+
+
+def test_role_change_is_audited(app, world, as_user):
+    c = as_user("admin")
+    uid = world.users["school_a1_leader"]
+    with app.app_context():
+        from app.roles import ROLE_SCHOOL_REGISTRAR
+        sm = app.appbuilder.sm
+        u = db.session.get(XuejiUser, uid)
+        u.roles = [sm.find_role(ROLE_SCHOOL_REGISTRAR)]
+        db.session.commit()
+        ev = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "role_change")).one()
+        assert ev.old_value == "学校学籍主管领导" and ev.new_value == "学校学籍管理员"
+
+
+def test_audit_rows_cannot_be_changed_through_the_orm(app, world, client):
+    from app.errors import RuleError
+    login(client, "nobody", "x")
+    with app.app_context():
+        ev = db.session.scalars(select(AuditEvent)).first()
+        ev.new_value = "tampered"
+        with pytest.raises(RuleError):
+            db.session.commit()
+        db.session.rollback()
+        db.session.delete(db.session.scalars(select(AuditEvent)).first())
+        with pytest.raises(RuleError):
+            db.session.commit()
+
+
+# --- errors, sessions ---------------------------------------------------------------------------------
+
+def test_unique_clash_answers_422_in_chinese_without_sql(app, world, client):
+    h = {"Authorization": "Bearer " + api_login(client, "school_a1_clerk").get_json()["access_token"]}
+    with app.app_context():
+        s = db.session.get(Student, world.student_of("a1"))
+        body = {"xjh": s.xjh, "name": "重复", "sex": s.sex, "birth_date": s.birth_date.isoformat(),
+                "id_type": "1", "id_number": s.id_number, "school_id": s.school_id, "stage": s.stage,
+                "cohort_year": s.cohort_year, "status": "在校"}
+    resp = client.post("/api/v1/student/", json=body, headers=h)
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "学籍号" in resp.get_json()["message"]
+    assert "INSERT" not in text and "UNIQUE" not in text.upper().replace("唯一", "")
+
+
+def test_error_pages_are_chinese(app, world, as_user):
+    c = as_user("school_a1_clerk")
+    resp = c.get("/no/such/page")
+    assert resp.status_code == 404 and "不存在" in resp.get_data(as_text=True)
+    api = app.test_client().get("/api/v1/nothing")
+    assert api.status_code == 404 and api.get_json()["code"] == "http_404"
+
+
+def test_session_is_idle_limited_and_logout_clears_it(app, world, client):
+    resp = login(client, "school_a1_clerk")
+    cookie = resp.headers["Set-Cookie"]
+    expires = re.search(r"Expires=([^;]+)", cookie).group(1)
+    left = datetime.strptime(expires, "%a, %d %b %Y %H:%M:%S GMT") - datetime.utcnow()
+    assert timedelta(minutes=29) < left <= timedelta(minutes=30, seconds=5)
+    assert app.config["SESSION_REFRESH_EACH_REQUEST"]
+    client.get("/logout/")
+    assert not logged_in(client)
+    assert "logout" in audit_actions(app, "school_a1_clerk")
+
+
+def test_permission_checks_do_not_query_per_request(app, world, as_user):
+    c = as_user("county_a_clerk")
+    c.get("/student/list/")                                 # warm the cache
+    statements = []
+
+    def capture(conn, cursor, statement, *args):
+        statements.append(statement)
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert c.get("/student/list/").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert statements and not [s for s in statements if "ab_permission_view_role" in s]
