@@ -9,7 +9,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run init test clean-db help
+.PHONY: install run init test clean-db help translations
 
 help:
 	@echo "make run    create .venv, migrate instance/xueji.db (or DATABASE_URL), load demo data once, serve :$(PORT)"
@@ -34,3 +34,9 @@ test: install
 
 clean-db:
 	rm -f instance/xueji.db
+
+# UI strings are Chinese msgids; app/translations/en holds the English catalog (commit .po and .mo).
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k _ -o app/translations/messages.pot .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations -l en --no-fuzzy-matching
+	$(BIN)/pybabel compile -d app/translations

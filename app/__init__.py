@@ -10,6 +10,7 @@ from flask_appbuilder import AppBuilder
 from werkzeug.exceptions import HTTPException
 
 from app.errors import json_error
+from app.i18n import _, _l
 from app.extensions import csrf, db, migrate
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _install_request_hooks(app: Flask) -> None:
             return None
         if app.appbuilder.sm.password_expired(user):
             from flask import flash
-            flash("首次登录或密码已超过90天未修改，请先修改密码", "warning")
+            flash(_("首次登录或密码已超过90天未修改，请先修改密码"), "warning")
             return redirect(url_for("XuejiResetMyPasswordView.this_form_get"))
         return None
 
@@ -97,16 +98,17 @@ def _install_request_hooks(app: Flask) -> None:
         return response
 
 
-MESSAGES = {400: "请求有误", 403: "没有权限执行此操作", 404: "页面或记录不存在", 405: "不支持的请求方式",
-            413: "上传的文件太大", 422: "数据不符合要求", 429: "操作太频繁，请稍后再试", 500: "系统内部错误，请稍后再试或联系管理员"}
+MESSAGES = {400: _l("请求有误"), 403: _l("没有权限执行此操作"), 404: _l("页面或记录不存在"),
+            405: _l("不支持的请求方式"), 413: _l("上传的文件太大"), 422: _l("数据不符合要求"),
+            429: _l("操作太频繁，请稍后再试"), 500: _l("系统内部错误，请稍后再试或联系管理员")}
 
 
 def _install_error_handlers(app: Flask) -> None:
     """Error pages in Chinese, never with SQL or a stack trace."""
     def render(status, detail=None):
-        message = MESSAGES.get(status, "请求失败")
+        message = MESSAGES.get(status, _l("请求失败"))
         if request.path.startswith("/api/"):
-            return json_error(status, f"http_{status}", detail or message)
+            return json_error(status, f"http_{status}", str(detail or message))
         ab = app.appbuilder
         if "user" not in g:                 # errors raised before FAB's before_request (CSRF) have no g.user
             from flask_login import current_user

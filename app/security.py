@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from app import audit, clock
 from app.errors import RuleError, json_error
+from app.i18n import _l
 from app.passwords import password_problem
 from models.user import XuejiUser
 
@@ -56,13 +57,13 @@ class XuejiAuthDBView(AuthDBView):
 
 
 class XuejiResetMyPasswordView(ResetMyPasswordView):
-    form_title = "修改密码"
-    message = "密码已修改"
+    form_title = _l("修改密码")
+    message = _l("密码已修改")
 
 
 class XuejiResetPasswordView(ResetPasswordView):
-    form_title = "重置密码（用户下次登录时须修改）"
-    message = "密码已重置"
+    form_title = _l("重置密码（用户下次登录时须修改）")
+    message = _l("密码已重置")
 
     def form_post(self, form):
         from flask import abort, request

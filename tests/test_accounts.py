@@ -117,3 +117,13 @@ def test_api_me_reports_scope(app, world, client):
     h = api_headers(client, "county_b_reviewer")
     me = client.get("/api/v1/account/me", headers=h).get_json()["result"]
     assert me["region_code"] == "410105" and me["roles"] == [ROLE_BUREAU_REVIEWER]
+
+
+def test_ui_is_chinese_by_default_and_english_selectable(app, world, as_user):
+    c = as_user("school_a1_clerk")
+    page = c.get("/student/list/").get_data(as_text=True)
+    assert "全国学籍号" in page and "学生学籍" in page
+    c.get("/lang/en")
+    page = c.get("/student/list/").get_data(as_text=True)
+    assert "National student number" in page and "Student records" in page
+    assert "全国学籍号" not in page

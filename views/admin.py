@@ -6,6 +6,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import func, select
 
+from app.i18n import _l
 from app.accounts import province_of_current_user, registrar_directory
 from app.errors import RuleError, json_error
 from app.extensions import db
@@ -13,9 +14,9 @@ from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import AuditEvent, Student
 from views.base import XuejiModelView
 
-ACTION_LABELS = {"insert": "新增", "update": "修改", "delete": "删除", "login": "登录", "login_failed": "登录失败",
-                 "login_locked": "锁定中登录", "lockout": "账号锁定", "logout": "注销", "role_change": "角色变更",
-                 "export": "导出"}
+ACTION_LABELS = {"insert": _l("新增"), "update": _l("修改"), "delete": _l("删除"), "login": _l("登录"), "login_failed": _l("登录失败"),
+                 "login_locked": _l("锁定中登录"), "lockout": _l("账号锁定"), "logout": _l("注销"), "role_change": _l("角色变更"),
+                 "export": _l("导出")}
 
 
 class AuditView(XuejiModelView):
@@ -24,9 +25,9 @@ class AuditView(XuejiModelView):
     class_permission_name = "Audit"
     route_base = "/audit"
     include_route_methods = {"list", "show"}
-    list_title = show_title = "审计日志"
-    label_columns = {"at": "时间", "username": "用户", "action": "操作", "entity": "对象", "entity_id": "对象ID",
-                     "field": "字段", "old_value": "原值", "new_value": "新值", "school_id": "学校ID", "ip": "IP"}
+    list_title = show_title = _l("审计日志")
+    label_columns = {"at": _l("时间"), "username": _l("用户"), "action": _l("操作"), "entity": _l("对象"), "entity_id": _l("对象ID"),
+                     "field": _l("字段"), "old_value": _l("原值"), "new_value": _l("新值"), "school_id": _l("学校ID"), "ip": "IP"}
     list_columns = ["at", "username", "action", "entity", "entity_id", "field", "old_value", "new_value"]
     show_columns = list_columns + ["school_id", "ip"]
     search_columns = ["at", "username", "action", "entity", "entity_id"]

@@ -2,21 +2,22 @@
 from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.filters import FilterEqual
 
+from app.i18n import _l
 from app.scoping import ScopeFilter, ScopedInterface
 from models import Region, School, SchoolClass, Student
 from views.base import XuejiApi, XuejiModelView
 
-REGION_LABELS = {"code": "行政区划代码", "name": "名称", "level": "级别", "level_label": "级别",
-                 "parent": "上级区划", "parent_code": "上级代码"}
-SCHOOL_LABELS = {"code": "学校标识码", "name": "学校名称", "county": "所属区县", "county_code": "区县代码",
-                 "city_code": "地市代码", "province_code": "省代码", "school_type": "办学类型",
-                 "schooling": "学制", "address": "地址", "principal": "校长", "phone": "联系电话"}
-CLASS_LABELS = {"school": "学校", "school_id": "学校ID", "stage": "学段", "cohort_year": "年级(入学年份)",
-                "class_no": "班号", "name": "班级名称", "capacity": "班额(空=区县默认)"}
-STUDENT_LABELS = {"xjh": "全国学籍号", "name": "姓名", "sex": "性别", "sex_label": "性别",
-                  "birth_date": "出生日期", "id_type": "身份证件类型", "id_number": "身份证件号",
-                  "ethnicity": "民族", "school": "学校", "school_id": "学校ID", "stage": "学段",
-                  "cohort_year": "年级", "school_class": "班级", "class_id": "班级ID", "status": "学籍状态"}
+REGION_LABELS = {"code": _l("行政区划代码"), "name": _l("名称"), "level": _l("级别"), "level_label": _l("级别"),
+                 "parent": _l("上级区划"), "parent_code": _l("上级代码")}
+SCHOOL_LABELS = {"code": _l("学校标识码"), "name": _l("学校名称"), "county": _l("所属区县"), "county_code": _l("区县代码"),
+                 "city_code": _l("地市代码"), "province_code": _l("省代码"), "school_type": _l("办学类型"),
+                 "schooling": _l("学制"), "address": _l("地址"), "principal": _l("校长"), "phone": _l("联系电话")}
+CLASS_LABELS = {"school": _l("学校"), "school_id": _l("学校ID"), "stage": _l("学段"), "cohort_year": _l("年级(入学年份)"),
+                "class_no": _l("班号"), "name": _l("班级名称"), "capacity": _l("班额(空=区县默认)")}
+STUDENT_LABELS = {"xjh": _l("全国学籍号"), "name": _l("姓名"), "sex": _l("性别"), "sex_label": _l("性别"),
+                  "birth_date": _l("出生日期"), "id_type": _l("身份证件类型"), "id_number": _l("身份证件号"),
+                  "ethnicity": _l("民族"), "school": _l("学校"), "school_id": _l("学校ID"), "stage": _l("学段"),
+                  "cohort_year": _l("年级"), "school_class": _l("班级"), "class_id": _l("班级ID"), "status": _l("学籍状态")}
 IN_SCOPE = [["id", ScopeFilter, None]]
 
 
@@ -24,8 +25,8 @@ class RegionView(XuejiModelView):
     datamodel = ScopedInterface(Region)
     class_permission_name = "Region"
     route_base = "/region"
-    list_title = show_title = "行政区划"
-    add_title, edit_title = "新增行政区划", "编辑行政区划"
+    list_title = show_title = _l("行政区划")
+    add_title, edit_title = _l("新增行政区划"), _l("编辑行政区划")
     label_columns = REGION_LABELS
     list_columns = ["code", "name", "level_label", "parent"]
     add_columns = edit_columns = ["code", "name", "level", "parent"]
@@ -38,8 +39,8 @@ class SchoolView(XuejiModelView):
     datamodel = ScopedInterface(School)
     class_permission_name = "School"
     route_base = "/school"
-    list_title = show_title = "学校信息"
-    add_title, edit_title = "新增学校", "学校信息维护"
+    list_title = show_title = _l("学校信息")
+    add_title, edit_title = _l("新增学校"), _l("学校信息维护")
     label_columns = SCHOOL_LABELS
     list_columns = ["code", "name", "county", "school_type", "schooling", "principal", "phone"]
     show_columns = ["code", "name", "county", "school_type", "schooling", "address", "principal", "phone"]
@@ -53,8 +54,8 @@ class SchoolClassView(XuejiModelView):
     datamodel = ScopedInterface(SchoolClass)
     class_permission_name = "SchoolClass"
     route_base = "/schoolclass"
-    list_title = show_title = "班级"
-    add_title, edit_title = "新增班级", "编辑班级"
+    list_title = show_title = _l("班级")
+    add_title, edit_title = _l("新增班级"), _l("编辑班级")
     label_columns = CLASS_LABELS
     list_columns = ["school", "stage", "cohort_year", "class_no", "name", "capacity"]
     add_columns = edit_columns = show_columns = ["school", "stage", "cohort_year", "class_no", "name",
@@ -67,8 +68,8 @@ class StudentView(XuejiModelView):
     datamodel = ScopedInterface(Student)
     class_permission_name = "Student"
     route_base = "/student"
-    list_title = show_title = "学生学籍"
-    add_title, edit_title = "新增学生", "编辑学生"
+    list_title = show_title = _l("学生学籍")
+    add_title, edit_title = _l("新增学生"), _l("编辑学生")
     label_columns = STUDENT_LABELS
     list_columns = ["xjh", "name", "sex_label", "birth_date", "school", "stage", "cohort_year", "school_class",
                     "status"]
@@ -82,7 +83,7 @@ class StudentView(XuejiModelView):
                       "sex"]
     base_order = ("id", "asc")
 
-    @action("export_selected", "导出所选 (Excel)", None, "fa-file-excel-o")
+    @action("export_selected", _l("导出所选 (Excel)"), None, "fa-file-excel-o")
     def export_selected(self, items):
         items = items if isinstance(items, list) else [items]
         return self.send_rows(items, "xlsx")

@@ -9,6 +9,7 @@ from flask_appbuilder.security.views import UserDBModelView, UserInfoEditView
 from wtforms import StringField
 from wtforms.validators import DataRequired, Optional, Regexp
 
+from app.i18n import _l
 from app import clock
 from app import accounts
 from app.accounts import assignable_role_names
@@ -17,15 +18,15 @@ from models import XuejiUser
 from views.base import ScopedRoutesMixin
 
 USER_LABELS = {
-    "username": "用户名", "first_name": "名", "last_name": "姓", "email": "邮箱", "active": "是否启用",
-    "roles": "角色", "school": "所属学校", "region": "所属区域(教育局)", "phone": "手机", "qq": "QQ",
-    "last_login": "最近登录", "login_count": "登录次数", "fail_login_count": "连续失败次数",
-    "locked_until": "锁定至", "must_change_password": "须修改密码", "password_changed_on": "密码修改时间",
-    "password": "密码", "conf_password": "确认密码", "full_name": "姓名", "groups": "用户组",
-    "created_on": "创建时间", "changed_on": "修改时间", "created_by": "创建人", "changed_by": "修改人",
+    "username": _l("用户名"), "first_name": _l("名"), "last_name": _l("姓"), "email": _l("邮箱"), "active": _l("是否启用"),
+    "roles": _l("角色"), "school": _l("所属学校"), "region": _l("所属区域(教育局)"), "phone": _l("手机"), "qq": "QQ",
+    "last_login": _l("最近登录"), "login_count": _l("登录次数"), "fail_login_count": _l("连续失败次数"),
+    "locked_until": _l("锁定至"), "must_change_password": _l("须修改密码"), "password_changed_on": _l("密码修改时间"),
+    "password": _l("密码"), "conf_password": _l("确认密码"), "full_name": _l("姓名"), "groups": _l("用户组"),
+    "created_on": _l("创建时间"), "changed_on": _l("修改时间"), "created_by": _l("创建人"), "changed_by": _l("修改人"),
 }
-PHONE = Regexp(r"^1\d{10}$", message="手机号应为11位数字，以1开头")
-QQ = Regexp(r"^\d{5,12}$", message="QQ号应为5到12位数字")
+PHONE = Regexp(r"^1\d{10}$", message=_l("手机号应为11位数字，以1开头"))
+QQ = Regexp(r"^\d{5,12}$", message=_l("QQ号应为5到12位数字"))
 
 
 class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
@@ -34,7 +35,7 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     method_permission_name = {"list": "read", "show": "read", "add": "write", "edit": "write",
                               "delete": "delete", "userinfo": "userinfo", "download": "read"}
     base_filters = [["id", ScopeFilter, None]]
-    list_title, show_title, add_title, edit_title = "账号", "账号", "新增账号", "编辑账号"
+    list_title, show_title, add_title, edit_title = _l("账号"), _l("账号"), _l("新增账号"), _l("编辑账号")
     label_columns = USER_LABELS
     list_columns = ["username", "full_name", "school", "region", "roles", "phone", "active", "last_login"]
     show_fieldsets = [
@@ -64,7 +65,7 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
         item.password_changed_on = clock.now()
         item.must_change_password = True
 
-    @action("unlock", "解除锁定", "解除所选账号的登录锁定？", "fa-unlock")
+    @action("unlock", _l("解除锁定"), _l("解除所选账号的登录锁定？"), "fa-unlock")
     def unlock(self, items):
         n = accounts.unlock(self.datamodel.session, items if isinstance(items, list) else [items])
         flash(f"已解除 {n} 个账号的锁定", "success")
@@ -81,5 +82,5 @@ class ProfileForm(DynamicForm):
 class ProfileEditView(UserInfoEditView):
     """个人设置: a user edits their own name, phone and QQ."""
     form = ProfileForm
-    form_title = "个人设置"
-    message = "个人信息已保存"
+    form_title = _l("个人设置")
+    message = _l("个人信息已保存")
