@@ -3,8 +3,19 @@ from flask_appbuilder.models.sqla import Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 # One metadata for FAB's ab_* tables and ours, so Alembic sees them all (FAB5-NOTES §6).
 db = get_sqla_class()(metadata=Model.metadata)
 csrf = CSRFProtect()
 migrate = Migrate()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_foreign_keys(dbapi_connection, connection_record):
+    """SQLite leaves foreign keys unenforced unless asked, per connection; PostgreSQL and MariaDB enforce them."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

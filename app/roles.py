@@ -16,12 +16,13 @@ SCHOOL_ROLES = (ROLE_SCHOOL_REGISTRAR, ROLE_SCHOOL_LEADER)
 ALL_ROLES = (ROLE_ADMIN,) + BUREAU_ROLES + SCHOOL_ROLES
 
 # FAB method → permission, for ModelViews and ModelRestApis alike.
+# Deleting is its own permission: a 学籍 is never deleted in place (that goes through 问题学籍 handling).
 VIEW_RW = {"list": "read", "show": "read", "download": "read", "export": "read",
-           "add": "write", "edit": "write", "delete": "write"}
+           "add": "write", "edit": "write", "delete": "delete"}
 API_RW = {"get": "read", "get_list": "read", "info": "read",
-          "post": "write", "put": "write", "delete": "write"}
+          "post": "write", "put": "write", "delete": "delete"}
 
-R, W = "can_read", "can_write"
+R, W, D = "can_read", "can_write", "can_delete"
 
 
 def _menus(*names):
@@ -48,7 +49,8 @@ ROLE_PERMISSIONS = {
     ] + _menus("Schools", "Classes", "Students", "Regions", "Audit", "List Users", "Security", "Organisation"),
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + [(R, "Audit")]
     + _menus("Schools", "Classes", "Students", "Regions", "Audit", "Organisation"),
-    ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [(W, "School"), (W, "SchoolClass"), (W, "Student")]
+    ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [(W, "School"), (W, "SchoolClass"), (D, "SchoolClass"),
+                                                     (W, "Student")]
     + _menus("Schools", "Classes", "Students", "Organisation"),
     ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + _menus("Schools", "Classes", "Students", "Organisation"),
 }

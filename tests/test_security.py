@@ -180,7 +180,7 @@ def test_csrf_refuses_tokenless_posts_and_get_mutations(app, world, make_app):
     c = secured.test_client()
     assert c.post("/login/", data={"username": "school_a1_clerk", "password": DEMO_PASSWORD}).status_code == 400
     token = csrf_token(c, "/login/")
-    c.post("/login/", data={"username": "school_a1_clerk", "password": DEMO_PASSWORD, "csrf_token": token})
+    c.post("/login/", data={"username": "admin", "password": DEMO_PASSWORD, "csrf_token": token})
     sid = world.student_of("a1")
     assert c.post(f"/student/delete/{sid}").status_code == 400
     c.get(f"/student/delete/{sid}")                                   # GET delete is refused
@@ -292,3 +292,41 @@ def test_permission_checks_do_not_query_per_request(app, world, as_user):
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     assert statements and not [s for s in statements if "ab_permission_view_role" in s]
+
+
+def redis_url():
+    import redis
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url).flushdb()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis server on 127.0.0.1:6379 (.ci/run starts one)")
+    return url
+
+
+def test_rate_limit_is_shared_between_workers_through_redis(world, make_app):
+    """Two apps (two gunicorn workers) with Redis storage count against one limit."""
+    url = redis_url()
+    workers = [make_app(AUTH_RATE_LIMIT="3 per minute", RATELIMIT_STORAGE_URI=url) for _ in range(2)]
+    codes = [workers[i % 2].test_client().post("/login/", data={"username": "x", "password": "y"}).status_code
+             for i in range(4)]
+    assert codes[:3] != [429] * 3 and codes[3] == 429
+
+
+def test_deleting_is_its_own_permission(app, world, as_user):
+    c = as_user("school_a1_clerk")
+    assert c.post(f"/student/delete/{world.student_of('a1')}").status_code == 403
+    with app.app_context():
+        from models import SchoolClass
+        empty = SchoolClass(school_id=world.schools["a1"], stage="初中", cohort_year=2026, class_no=9,
+                            name="初一(9)班")
+        db.session.add(empty)
+        db.session.commit()
+        empty_id = empty.id
+        full_id = db.session.get(Student, world.student_of("a1")).class_id
+    assert c.post(f"/schoolclass/delete/{empty_id}").status_code == 302
+    page = c.post(f"/schoolclass/delete/{full_id}", follow_redirects=True).get_data(as_text=True)
+    assert "INSERT" not in page and "DELETE FROM" not in page
+    with app.app_context():
+        assert db.session.get(SchoolClass, empty_id) is None
+        assert db.session.get(SchoolClass, full_id) is not None
