@@ -20,7 +20,7 @@ ROOT = os.path.dirname(HERE)
 
 def create_app(overrides: dict | None = None) -> Flask:
     import models  # noqa: F401  (registers every table on FAB's metadata)
-    from app import schools, students  # noqa: F401  (their @rule functions register)
+    from app import classes, keydata, problems, schools, students  # noqa: F401  (rules and request kinds register)
     from app.passwords import validate_password
     from config import Config
     from views import register_views
@@ -56,10 +56,10 @@ def _install_session_rules() -> None:
     """Flush-time rules on the (process-wide) session factory, once however many apps are built.
     Order: scope first (an out-of-scope write is a 404, whatever else is wrong), then account and model
     rules, and the audit writer last, so it records only what passed."""
-    from app import accounts, audit, rules, scoping
+    from app import accounts, audit, problems, rules, scoping
     if getattr(db, "_xueji_rules_installed", False):
         return
-    for install in (scoping.install, accounts.install, rules.install, audit.install):
+    for install in (scoping.install, accounts.install, rules.install, audit.install, problems.install):
         install(db.session)
     db._xueji_rules_installed = True
 

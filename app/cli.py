@@ -31,10 +31,20 @@ def sync_security(appbuilder) -> None:
     sync_roles(appbuilder)
 
 
+def sync_reference_data() -> None:
+    """National code tables and default approval chains: insert what is missing, keep local changes."""
+    from app.codes import sync_defaults
+    from app.workflow import sync_chains
+    sync_defaults(db.session)
+    sync_chains(db.session)
+    db.session.commit()
+
+
 def prepare_database(load_demo_if_empty: bool = False) -> None:
     upgrade(directory=current_app.extensions["migrate"].directory)
     appbuilder = current_app.appbuilder
     sync_security(appbuilder)
+    sync_reference_data()
     from app.demo import has_data, load_demo
     if load_demo_if_empty and not has_data(db.session):
         counts = load_demo(appbuilder)

@@ -23,6 +23,7 @@ API_RW = {"get": "read", "get_list": "read", "info": "read",
           "post": "write", "put": "write", "delete": "delete"}
 
 R, W, D = "can_read", "can_write", "can_delete"
+RECORD_MENUS = ("Registry", "Students", "Problems", "Requests", "Organisation", "Schools", "Classes")
 
 
 def _menus(*names):
@@ -38,7 +39,9 @@ PROFILE = [
     ("can_show", "SwaggerView"), ("can_get", "OpenApi"),
 ] + _menus("Directory", "Registry")
 
-READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student"), ("export_selected", "Student")]
+READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student"), ("export_selected", "Student"),
+                (R, "Guardian"), (R, "Request"), (R, "Problem"), (R, "Setting")]
+DECIDE = [("can_decide", "Request")]
 
 ROLE_PERMISSIONS = {
     ROLE_BUREAU_CLERK: PROFILE + READ_RECORDS + [
@@ -46,13 +49,15 @@ ROLE_PERMISSIONS = {
         # school accounts inside the region (app.accounts decides which)
         (R, "User"), (W, "User"), ("resetpasswords", "User"), ("unlock", "User"),
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
-    ] + _menus("Schools", "Classes", "Students", "Regions", "Audit", "List Users", "Security", "Organisation"),
-    ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + [(R, "Audit")]
-    + _menus("Schools", "Classes", "Students", "Regions", "Audit", "Organisation"),
-    ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [(W, "School"), (W, "SchoolClass"), (D, "SchoolClass"),
-                                                     (W, "Student")]
-    + _menus("Schools", "Classes", "Students", "Organisation"),
-    ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + _menus("Schools", "Classes", "Students", "Organisation"),
+        (W, "Setting"), ("can_detect", "Problem"),
+    ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings"),
+    ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem")]
+    + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings"),
+    ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
+        (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
+        ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem")]
+    + _menus(*RECORD_MENUS),
+    ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS),
 }
 
 
@@ -73,6 +78,6 @@ def sync_roles(appbuilder) -> None:
             if pv is None:
                 raise RuntimeError(f"role {role_name}: no permission {perm} on {view} (view not registered?)")
             wanted.append(pv)
-        role.permissions = wanted
+        role.permissions = list(dict.fromkeys(wanted))
     session.commit()
     sm.clear_permission_cache()

@@ -2,7 +2,7 @@
 from app.errors import RuleError
 from app.rules import rule
 from app.scoping import effective
-from models import Region, School, SchoolClass
+from models import Region, School
 
 
 def region_chain(county_code: str) -> tuple[str, str]:
@@ -20,11 +20,3 @@ def place_in_region(school: School, session) -> None:
     school.city_code, school.province_code = region_chain(code)
     if not (school.code or "").isdigit() or len(school.code) != 10:
         raise RuleError("学校标识码应为10位数字", code="invalid")
-
-
-@rule(SchoolClass)
-def class_name_and_stage(klass: SchoolClass, session) -> None:
-    if klass.stage not in ("初中", "高中"):
-        raise RuleError("学段只能是初中或高中", code="invalid")
-    if klass.capacity is not None and not (1 <= klass.capacity <= 100):
-        raise RuleError("班额应在1到100之间", code="invalid")

@@ -5,6 +5,8 @@ A user's scope is everything (系统管理员), one school (school staff) or one
 
     "self"    the School table itself          "school"  rows with a school_id column
     "region"  the Region tree                  "user"    accounts (school_id or region_code)
+    "student" rows with a student_id column    "request" requests: filing or counterpart school
+    "public"  reference data (code tables)     "region_row" rows owned by a region level (settings)
 
 Reads: ``scope_condition(model)`` is added to every query by ``ScopedInterface`` (so FAB's list, show, edit,
 delete, action, action_post and related-field dropdowns all see only in-scope rows; others answer 404).
@@ -116,6 +118,24 @@ def scope_condition(model, scope: Scope | None = None):
         if scope.kind == "school":
             return model.school_id == scope.school_id
         return model.school_id.in_(schools_in_scope(scope))
+    if kind == "public":
+        return None
+    if kind == "student":
+        from models import Student
+        return model.student_id.in_(select(Student.id).where(scope_condition(Student, scope)))
+    if kind == "via_request":
+        from models import Request
+        return model.request_id.in_(select(Request.id).where(scope_condition(Request, scope)))
+    if kind == "request":
+        if scope.kind == "school":
+            return or_(model.school_id == scope.school_id, model.counterpart_school_id == scope.school_id)
+        schools = schools_in_scope(scope)
+        return or_(model.school_id.in_(schools), model.counterpart_school_id.in_(schools))
+    if kind == "region_row":
+        # settings: the installation-wide rows and those of the user's own province
+        prefix = (_province_prefix_of_school(scope.school_id) if scope.kind == "school"
+                  else scope.region_code[:2])
+        return or_(model.region_code.is_(None), model.region_code.like(prefix + "%"))
     if kind == "region":
         # Reference data: everyone reads the whole tree of their own province.
         if scope.kind == "school":
@@ -201,8 +221,27 @@ def _check_object(obj, scope: Scope, session) -> None:
                 raise RuleError("学校不能自行修改所属区县，请联系区县教育局", code="forbidden", status=403)
         elif not region_in_scope(effective(obj, "county", "county_code"), scope):
             raise OutOfScope("不能把学校放到您管辖的区域以外")
-    elif kind == "region":
-        raise RuleError("只有系统管理员可以维护行政区划", code="forbidden", status=403)
+    elif kind in ("region", "public"):
+        raise RuleError("只有系统管理员可以维护行政区划和代码表", code="forbidden", status=403)
+    elif kind == "region_row":
+        if not region_in_scope(effective(obj, "region", "region_code"), scope):
+            raise OutOfScope("只能修改本辖区的设置")
+    elif kind == "student":
+        from models import Student
+        with session.no_autoflush:
+            student = obj.student if obj.student is not None else session.get(Student, obj.student_id)
+        if student is None or not school_in_scope(effective(student, "school", "school_id"), scope, session):
+            raise OutOfScope()
+    elif kind == "via_request":
+        from models import Request
+        with session.no_autoflush:
+            req = session.get(Request, obj.request_id) if obj.request_id else None
+        if req is not None:
+            _check_object(req, scope, session)
+    elif kind == "request":
+        if not (school_in_scope(obj.school_id, scope, session)
+                or school_in_scope(obj.counterpart_school_id, scope, session)):
+            raise OutOfScope()
     elif kind == "user":
         school_id = effective(obj, "school", "school_id")
         if school_id is not None:
@@ -212,11 +251,26 @@ def _check_object(obj, scope: Scope, session) -> None:
             raise OutOfScope("不能在您管辖的区域以外创建或修改账号")
 
 
+class system_write:
+    """`with system_write(session):` writes made by the system on the user's behalf (问题学籍 detection across
+    schools, the approved effect of a request) pass the scope check; every use is a deliberate, audited rule."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __enter__(self):
+        self.session.info["xueji_system"] = self.session.info.get("xueji_system", 0) + 1
+        return self.session
+
+    def __exit__(self, *exc):
+        self.session.info["xueji_system"] -= 1
+
+
 def check_writes(session, flush_context, instances) -> None:
     """before_flush: every new, changed or deleted scoped row must lie in the writer's scope.
 
     Only request-bound writes are checked: CLI and importers run as trusted system jobs."""
-    if request_actor() is None:
+    if request_actor() is None or session.info.get("xueji_system"):
         return
     scope = current_scope()
     if scope.is_all:
@@ -241,6 +295,10 @@ def _check_original(obj, scope: Scope, session) -> None:
     kind = getattr(type(obj), "__scope__", None)
     if kind == "self" and scope.kind == "region":
         if not region_in_scope(_original(obj, "county_code"), scope):
+            raise OutOfScope()
+        return
+    if kind == "region_row":
+        if not region_in_scope(_original(obj, "region_code"), scope):
             raise OutOfScope()
         return
     if kind in ("school", "user"):

@@ -1,28 +1,205 @@
-"""Student rules (the foundation subset; the full national record comes with the records issue)."""
+"""Rules of the student record (学生基本信息, DOMAIN.md §2): identifiers, code tables, required fields,
+cross-field rules, key data, the graduate freeze and the enrollment history. All run at flush time.
+
+On an update only the fields that change are re-validated: a 问题学籍 with a bad ID can still have its phone
+number corrected while its ID goes through 变更 or 佐证.
+"""
+import re
+
+from sqlalchemy import select
+
+from app import clock, settings
+from app.codes import codes
+from app.codes_data import SBJD_CJLX
 from app.errors import RuleError
-from app.identity import id_number_problem, normalise, xjh_problem
-from app.rules import rule
+from app.identity import birth_of, id_number_problem, normalise, sex_of, xjh_problem
+from app.rules import changed, is_new, original, rule
 from app.scoping import effective
-from models import SchoolClass, Student
-from models.student import STATUSES
+from models import School, SchoolClass, Student
+from models.student import STATUSES, Enrollment, Guardian
+
+# field → (label, code table)
+CODED = {"sex": ("性别", "XB"), "ethnicity": ("民族", "MZ"), "nationality": ("国籍/地区", "GJ"),
+         "id_type": ("身份证件类型", "SFZJLX"), "gatq": ("港澳台侨外", "GATQ"), "political": ("政治面貌", "ZZMM"),
+         "health": ("健康状况", "JKZK"), "hukou_type": ("户口性质", "HKXZ"), "entry_mode": ("入学方式", "RXFS"),
+         "study_mode": ("就读方式", "JDFS"), "source": ("学生来源", "XSLY"), "left_behind": ("留守儿童", "LSET"),
+         "inclusive": ("随班就读", "SBJD"), "disability": ("残疾类型", "CJLX"), "transport": ("交通方式", "JTFS")}
+# ★ fields of the national form (besides the enrollment and those checked elsewhere)
+REQUIRED = {"name": "姓名", "sex": "性别", "birth_date": "出生日期", "birthplace": "出生地", "native_place": "籍贯",
+            "ethnicity": "民族", "nationality": "国籍/地区", "id_type": "身份证件类型", "gatq": "港澳台侨外",
+            "health": "健康状况", "hukou_place": "户口所在地", "hukou_type": "户口性质", "entry_ym": "入学年月",
+            "entry_mode": "入学方式", "study_mode": "就读方式", "current_address": "现住址",
+            "mail_address": "通信地址", "home_address": "家庭地址", "phone": "联系电话", "postcode": "邮政编码",
+            "only_child": "是否独生子女", "preschool": "是否受过学前教育"}
+KEY_FIELDS = {"name": "姓名", "id_number": "身份证件号", "sex": "性别", "birth_date": "出生日期",
+              "cohort_year": "年级", "class_id": "班级"}
+ENROLLMENT_FIELDS = ("school_id", "stage", "cohort_year", "class_id", "status", "has_problem", "deleted_at",
+                     "delete_reason", "seat_no")
+FINISHED = ("毕业", "结业", "肄业")
+MAINLAND_ID_TYPES = ("1", "2")
+FOREIGN_ID_TYPES = ("6", "7", "8", "9", "A")
+DIGITS12 = re.compile(r"^\d{12}$")
+MOBILE = re.compile(r"^1\d{10}$")
+POSTCODE = re.compile(r"^\d{6}$")
+ENTRY_YM = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])$")
+ALNUM = re.compile(r"^[0-9A-Za-z]+$")
+
+
+def key_fields(session, county_code=None) -> dict[str, str]:
+    """The built-in key fields plus those the superadmin marks (setting key_fields.extra)."""
+    extra = [f.strip() for f in settings.get(session, "key_fields.extra", county_code).split(",") if f.strip()]
+    return {**KEY_FIELDS, **{f: f for f in extra if hasattr(Student, f)}}
+
+
+def applying(session) -> bool:
+    """True while the workflow engine applies an approved request (the only way key data changes)."""
+    return bool(session.info.get("xueji_applying"))
+
+
+def _fail(student, message, code="invalid"):
+    who = student.name or student.xjh or "学生"
+    raise RuleError(f"{who}：{message}", code=code)
 
 
 @rule(Student)
-def identity_and_placement(student: Student, session) -> None:
-    student.xjh = normalise(student.xjh)
-    problem = xjh_problem(student.xjh)
-    if problem:
-        raise RuleError(f"学籍号 {student.xjh}：{problem}", code="invalid_xjh")
-    if student.id_type == "1":
-        student.id_number = normalise(student.id_number)
-        problem = id_number_problem(student.id_number)
+def identifiers(student: Student, session) -> None:
+    if changed(student, "xjh"):
+        student.xjh = normalise(student.xjh)
+        problem = xjh_problem(student.xjh)
         if problem:
-            raise RuleError(f"身份证件号 {student.id_number}：{problem}", code="invalid_id")
+            _fail(student, f"学籍号 {student.xjh} {problem}", "invalid_xjh")
+    if changed(student, "id_type", "id_number", "sex", "birth_date"):
+        number = normalise(student.id_number) or None
+        student.id_number = number
+        if student.id_type == "Z":
+            return                               # 其他: the number may be blank (就读证明 on file)
+        if not number:
+            _fail(student, "除身份证件类型为“其他”外，身份证件号不能为空", "id_required")
+        if student.id_type == "1":
+            problem = id_number_problem(number)
+            if problem:
+                _fail(student, f"身份证件号 {number} {problem}", "invalid_id")
+            if student.sex and sex_of(number) != student.sex:
+                _fail(student, "性别与身份证件号不符（第17位奇数为男、偶数为女）", "id_mismatch")
+            if student.birth_date and birth_of(number) != student.birth_date:
+                _fail(student, f"出生日期与身份证件号不符（证件号为{birth_of(number):%Y-%m-%d}）", "id_mismatch")
+        elif not ALNUM.match(number):
+            _fail(student, "非居民身份证的证件号只能由字母和数字组成", "invalid_id")
+
+
+@rule(Student)
+def coded_fields(student: Student, session) -> None:
+    for field, (label, table) in CODED.items():
+        value = getattr(student, field)
+        if value not in (None, "") and changed(student, field) and str(value) not in codes(session, table):
+            _fail(student, f"{label}代码“{value}”不在代码表中", "invalid_code")
+
+
+@rule(Student)
+def required_fields(student: Student, session) -> None:
+    for field, label in REQUIRED.items():
+        if changed(student, field) and getattr(student, field) in (None, ""):
+            _fail(student, f"{label}为必填项", "required")
+
+
+@rule(Student)
+def cross_field_rules(student: Student, session) -> None:
+    if changed(student, "inclusive", "disability"):
+        allowed = SBJD_CJLX.get(student.inclusive or "00", ())
+        if (student.disability or "0") not in allowed:
+            _fail(student, "随班就读与残疾类型不一致（非随班就读须为无残疾，随班就读须填写对应的残疾类型）")
+    if changed(student, "id_type", "gatq"):
+        if student.id_type in FOREIGN_ID_TYPES and (student.gatq or "00") == "00":
+            _fail(student, "港澳台及境外证件须选择相应的港澳台侨外身份（不能为“否”）")
+    for field, label in (("birthplace", "出生地"), ("hukou_place", "户口所在地")):
+        value = getattr(student, field)
+        if value and changed(student, field) and not DIGITS12.match(value):
+            _fail(student, f"{label}应为12位行政区划代码")
+    if student.phone and changed(student, "phone") and not MOBILE.match(student.phone):
+        _fail(student, "联系电话应为11位手机号码")
+    if student.postcode and changed(student, "postcode") and not POSTCODE.match(student.postcode):
+        _fail(student, "邮政编码应为6位数字")
+    if student.entry_ym and changed(student, "entry_ym") and not ENTRY_YM.match(student.entry_ym):
+        _fail(student, "入学年月应为YYYYMM格式，如202609")
+    if student.distance_km is not None and changed(student, "distance_km") and student.distance_km < 0:
+        _fail(student, "上下学距离不能为负数")
+
+
+@rule(Student)
+def status_and_placement(student: Student, session) -> None:
     if student.status not in STATUSES:
-        raise RuleError(f"学籍状态“{student.status}”无效", code="invalid")
+        _fail(student, f"学籍状态“{student.status}”无效")
     class_id = effective(student, "school_class", "class_id")
-    if class_id is not None:
+    if class_id is not None and changed(student, "class_id", "school_class", "school_id", "school"):
         klass = session.get(SchoolClass, class_id)
         if klass is None or klass.school_id != effective(student, "school", "school_id"):
-            raise RuleError("班级不属于该生所在学校", code="invalid_class")
+            _fail(student, "班级不属于该生所在学校", "invalid_class")
         student.stage, student.cohort_year = klass.stage, klass.cohort_year
+
+
+@rule(Student)
+def key_data_and_freeze(student: Student, session) -> None:
+    """关键数据 never changes in place; a finished student's basic information is read-only."""
+    if is_new(student) or applying(session):
+        return
+    county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+    for field, label in key_fields(session, county).items():
+        if field == "class_id" and original(student, "class_id") is None:
+            continue                              # 分班: a first class is placement, not a change
+        if changed(student, field) and original(student, field) != getattr(student, field):
+            raise RuleError(f"{label}是关键数据，不能直接修改，请提交关键数据变更申请", code="key_data")
+    if original(student, "status") in FINISHED:
+        from sqlalchemy import inspect
+        state = inspect(student)
+        for attr in state.mapper.column_attrs:
+            if attr.key not in ENROLLMENT_FIELDS and state.attrs[attr.key].history.has_changes():
+                raise RuleError("已毕业（结业、肄业）学生的基本信息只读", code="read_only")
+
+
+@rule(Student)
+def enrollment_history(student: Student, session) -> None:
+    """Open a span on entry; close it and open another when the school, stage, cohort or status changes."""
+    today = clock.today()
+    if is_new(student):
+        student.enrollments.append(Enrollment(
+            school_id=effective(student, "school", "school_id"), stage=student.stage,
+            cohort_year=student.cohort_year, class_id=effective(student, "school_class", "class_id"),
+            status=student.status or "在校", started_on=today, current=1, reason="建立学籍"))
+        return
+    if not changed(student, "school_id", "school", "stage", "cohort_year", "status", "class_id", "school_class"):
+        return
+    current = next((e for e in student.enrollments if e.current == 1), None)
+    reason = session.info.get("xueji_reason")
+    if current is not None and not changed(student, "school_id", "school", "stage", "cohort_year", "status"):
+        current.class_id = effective(student, "school_class", "class_id")     # 分班/调班 within the span
+        return
+    if current is not None:
+        current.current, current.ended_on = None, today
+        current.reason = current.reason if not reason else f"{current.reason}；{reason}"
+    student.enrollments.append(Enrollment(
+        school_id=effective(student, "school", "school_id"), stage=student.stage,
+        cohort_year=student.cohort_year, class_id=effective(student, "school_class", "class_id"),
+        status=student.status, started_on=today, current=1, reason=reason or "学籍信息变更"))
+
+
+@rule(Guardian)
+def guardian_fields(guardian: Guardian, session) -> None:
+    who = f"家庭成员{guardian.seq or ''}"
+    if guardian.seq not in (1, 2):
+        raise RuleError(f"{who}：最多填写两位家庭成员或监护人（序号1或2）", code="invalid")
+    for field, label in (("name", "姓名"), ("relation", "关系")):
+        if not getattr(guardian, field):
+            raise RuleError(f"{who}：{label}为必填项", code="required")
+    if guardian.relation not in codes(session, "GX"):
+        raise RuleError(f"{who}：关系代码“{guardian.relation}”不在代码表中", code="invalid_code")
+    if guardian.id_type == "1" and guardian.id_number:
+        problem = id_number_problem(guardian.id_number)
+        if problem:
+            raise RuleError(f"{who}：身份证件号 {guardian.id_number} {problem}", code="invalid_id")
+    foreign = guardian.id_type in FOREIGN_ID_TYPES
+    if not foreign and not guardian.hukou_place:
+        raise RuleError(f"{who}：户口所在地为必填项（境外人员除外）", code="required")
+    if guardian.hukou_place and not DIGITS12.match(guardian.hukou_place):
+        raise RuleError(f"{who}：户口所在地应为12位行政区划代码", code="invalid")
+    if guardian.phone and not MOBILE.match(guardian.phone) and not re.match(r"^[\d\-+ ]{7,20}$", guardian.phone):
+        raise RuleError(f"{who}：联系电话格式不正确", code="invalid")

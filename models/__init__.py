@@ -1,6 +1,8 @@
 """The data: declarative models, one module per aggregate. Importing this package registers them all."""
 from models.region import Region  # noqa: F401
 from models.school import School, SchoolClass  # noqa: F401
-from models.student import Student  # noqa: F401
+from models.student import Enrollment, Guardian, Student  # noqa: F401
+from models.codes import Code, Setting  # noqa: F401
 from models.user import XuejiUser  # noqa: F401
 from models.audit import AuditEvent  # noqa: F401
+from models.requests import Chain, ChainStep, Evidence, Problem, Request, RequestStep  # noqa: F401

@@ -92,7 +92,8 @@ def make_app(app):
 
 
 # Business tables in delete order; FAB's permission tables and roles stay (synced once per app).
-WIPE = ["audit_event", "ab_user_role", "ab_user_group", "ab_api_key", "ab_user", "student", "school_class",
+WIPE = ["audit_event", "wf_request_step", "evidence", "problem", "wf_request", "guardian", "enrollment",
+        "setting", "ab_user_role", "ab_user_group", "ab_api_key", "ab_user", "student", "school_class",
         "school", "region"]
 
 
@@ -123,7 +124,8 @@ def world(app):
     clock.fix(None)
     with app.app_context():
         wipe(db.session)
-        load_demo(app.appbuilder, classes_per_grade=2, students_per_class=3, graduates=4, password=DEMO_PASSWORD)
+        load_demo(app.appbuilder, classes_per_grade=2, students_per_class=3, graduates=4, password=DEMO_PASSWORD,
+                  near_cap=False, with_problems=False)
         clear_permission_cache()
         w = World()
         codes = dict(db.session.execute(select(School.code, School.id)).all())
@@ -162,3 +164,40 @@ def as_user(app, world):
         assert resp.status_code == 302 and "/login" not in resp.headers["Location"], username
         return c
     return make
+
+
+def student_body(school_id, **over):
+    """A complete, valid student for POST /api/v1/student/ (every ★ field of the national form)."""
+    body = {"xjh": "G11010519491231002X", "name": "测试", "sex": "2", "birth_date": "1949-12-31",
+            "birthplace": "410102001001", "native_place": "河南郑州", "ethnicity": "01", "nationality": "CHN",
+            "id_type": "1", "id_number": "11010519491231002X", "gatq": "00", "health": "10",
+            "hukou_place": "410102001001", "hukou_type": "2", "entry_ym": "202609", "entry_mode": "1",
+            "study_mode": "1", "current_address": "郑州市中原区建设路1号", "mail_address": "郑州市中原区建设路1号",
+            "home_address": "郑州市中原区建设路1号", "phone": "13912345678", "postcode": "450000",
+            "only_child": True, "preschool": True, "school_id": school_id, "stage": "初中", "cohort_year": 2026,
+            "status": "在校"}
+    body.update(over)
+    return body
+
+
+EDIT_SKIP = {"id", "xjh", "school_id", "stage", "status", "has_problem", "deleted_at", "delete_reason", "name",
+             "id_number", "sex", "birth_date", "cohort_year", "class_id"}
+
+
+def student_form(app, student_id, **over):
+    """The edit form of a student as the browser would post it (key data is not on the form)."""
+    from models import Student
+    with app.app_context():
+        s = db.session.get(Student, student_id)
+        form = {}
+        for col in Student.__table__.columns:
+            if col.key in EDIT_SKIP:
+                continue
+            value = getattr(s, col.key)
+            if isinstance(value, bool):
+                if value:
+                    form[col.key] = "y"
+            elif value is not None:
+                form[col.key] = str(value)
+    form.update(over)
+    return form

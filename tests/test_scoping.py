@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from models import AuditEvent, School, Student, XuejiUser
-from tests.conftest import api_headers
+from tests.conftest import api_headers, student_body, student_form
 
 # (actor, school it must NOT reach, school it may reach)
 ATTACKS = [
@@ -133,9 +133,7 @@ def test_rest_get_put_delete_answer_404(app, world, client, actor, foreign, own)
 
 def test_rest_post_cannot_place_a_row_in_another_school(app, world, client):
     h = api_headers(client, "school_a1_clerk")
-    body = {"xjh": "G11010519491231002X", "name": "测试", "sex": "2", "birth_date": "1949-12-31",
-            "id_type": "1", "id_number": "11010519491231002X", "school_id": world.schools["b1"],
-            "stage": "初中", "cohort_year": 2026, "status": "在校"}
+    body = student_body(world.schools["b1"])
     resp = client.post("/api/v1/student/", json=body, headers=h)
     assert resp.status_code == 404, resp.get_json()
     with app.app_context():
@@ -164,14 +162,22 @@ def test_rest_put_cannot_move_a_row_out_of_scope(app, world, client):
 def test_form_cannot_move_a_row_out_of_scope(app, world, as_user):
     c = as_user("school_a1_clerk")
     sid = world.student_of("a1")
+    # the edit form has no school: a posted one is ignored, the rest saves, the row stays in school a1
+    c.post(f"/student/edit/{sid}", data=student_form(app, sid, school=world.schools["b1"], phone="13700000000"))
     with app.app_context():
         s = db.session.get(Student, sid)
-        form = {"xjh": s.xjh, "name": "改名", "sex": s.sex, "birth_date": s.birth_date.isoformat(),
-                "id_type": "1", "id_number": s.id_number, "school": world.schools["b1"], "stage": s.stage,
-                "cohort_year": s.cohort_year, "status": s.status}
-    c.post(f"/student/edit/{sid}", data=form)
-    row = student_row(app, sid)
-    assert row[1] == world.schools["a1"] and row[0] != "改名"
+        assert s.school_id == world.schools["a1"] and s.phone == "13700000000"
+    # the add form refuses another school's id (scoped dropdown), nothing is created
+    form = {k: ("y" if v is True else v) for k, v in student_body(world.schools["b1"]).items()
+            if v is not False and k != "school_id"}
+    form["school"] = world.schools["b1"]
+    c.post("/student/add", data=form)
+    with app.app_context():
+        assert db.session.scalar(select(Student).where(Student.xjh == form["xjh"])) is None
+    form["school"] = world.schools["a1"]
+    assert c.post("/student/add", data=form).status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(Student.school_id).where(Student.xjh == form["xjh"])) == world.schools["a1"]
 
 
 def test_dropdowns_offer_only_scope(app, world, as_user):

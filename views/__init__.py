@@ -2,20 +2,29 @@
 initialization pattern); menu names are the internal keys roles grant `menu_access` on."""
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
-from views.records import (RegionApi, RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView,
+from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
+                           RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView, SettingView,
                            StudentApi, StudentView)
+from views.requests import EvidenceApi, KeyChangeView, ProblemApi, ProblemView, RequestApi, RequestView
 
 
 def register_views(appbuilder) -> None:
     add = appbuilder.add_view
     add(StudentView, "Students", label=_l("学生学籍"), icon="fa-id-card", category="Registry",
         category_label=_l("学籍管理"), category_icon="fa-graduation-cap")
-    add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-school", category="Organisation",
+    add(ProblemView, "Problems", label=_l("问题学籍"), icon="fa-exclamation-triangle", category="Registry")
+    add(RequestView, "Requests", label=_l("申请与审核"), icon="fa-check-square-o", category="Registry")
+    add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
+    add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",
         category_label=_l("学校管理"), category_icon="fa-building")
     add(SchoolClassView, "Classes", label=_l("班级"), icon="fa-users", category="Organisation")
     add(RegionView, "Regions", label=_l("行政区划"), icon="fa-map", category="Organisation")
-    add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
+    add(SettingView, "Settings", label=_l("参数设置"), icon="fa-sliders", category="Organisation")
     add(AuditView, "Audit", label=_l("审计日志"), icon="fa-list", category="Security", category_label=_l("系统管理"),
         category_icon="fa-cogs")
-    for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, AccountApi):
+    add(CodeView, "Codes", label=_l("代码表"), icon="fa-table", category="Security")
+    for view in (GuardianView, EnrollmentView, KeyChangeView):
+        appbuilder.add_view_no_menu(view)
+    for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,
+                EvidenceApi, ProblemApi, AccountApi):
         appbuilder.add_api(api)

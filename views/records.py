@@ -1,11 +1,26 @@
-"""Screens and REST resources of the 学籍 records: regions, schools, classes, students."""
+"""Screens and REST resources of the 学籍 records: regions, schools, classes, students, family members,
+enrollment history, code tables and settings."""
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView
 from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.filters import FilterEqual
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.views import expose
+from sqlalchemy import select
+from wtforms import BooleanField
 
+from app import classes as class_rules
+from app.codes import label
+from app.demo import current_school_year
+from app.errors import RuleError
+from app.extensions import db
 from app.i18n import _l
-from app.scoping import ScopeFilter, ScopedInterface
-from models import Region, School, SchoolClass, Student
+from app.roles import VIEW_RW
+from app.scoping import ScopeFilter, ScopedInterface, apply_scope, current_scope
+from models import AuditEvent, Code, Enrollment, Guardian, Region, School, SchoolClass, Setting, Student
+from models.requests import Problem, Request
 from views.base import XuejiApi, XuejiModelView
+from views.fields import code_field, code_formatter, yes_no
 
 REGION_LABELS = {"code": _l("行政区划代码"), "name": _l("名称"), "level": _l("级别"), "level_label": _l("级别"),
                  "parent": _l("上级区划"), "parent_code": _l("上级代码")}
@@ -14,10 +29,42 @@ SCHOOL_LABELS = {"code": _l("学校标识码"), "name": _l("学校名称"), "cou
                  "schooling": _l("学制"), "address": _l("地址"), "principal": _l("校长"), "phone": _l("联系电话")}
 CLASS_LABELS = {"school": _l("学校"), "school_id": _l("学校ID"), "stage": _l("学段"), "cohort_year": _l("年级(入学年份)"),
                 "class_no": _l("班号"), "name": _l("班级名称"), "capacity": _l("班额(空=区县默认)")}
-STUDENT_LABELS = {"xjh": _l("全国学籍号"), "name": _l("姓名"), "sex": _l("性别"), "sex_label": _l("性别"),
-                  "birth_date": _l("出生日期"), "id_type": _l("身份证件类型"), "id_number": _l("身份证件号"),
-                  "ethnicity": _l("民族"), "school": _l("学校"), "school_id": _l("学校ID"), "stage": _l("学段"),
-                  "cohort_year": _l("年级"), "school_class": _l("班级"), "class_id": _l("班级ID"), "status": _l("学籍状态")}
+STUDENT_LABELS = {
+    "xjh": _l("全国学籍号"), "name": _l("姓名"), "sex": _l("性别"), "sex_label": _l("性别"), "birth_date": _l("出生日期"),
+    "birthplace": _l("出生地"), "native_place": _l("籍贯"), "ethnicity": _l("民族"), "nationality": _l("国籍/地区"),
+    "id_type": _l("身份证件类型"), "id_number": _l("身份证件号"), "gatq": _l("港澳台侨外"), "political": _l("政治面貌"),
+    "health": _l("健康状况"), "name_pinyin": _l("姓名拼音"), "former_name": _l("曾用名"),
+    "id_valid_until": _l("身份证件有效期"), "hukou_place": _l("户口所在地"), "hukou_type": _l("户口性质"),
+    "specialty": _l("特长"), "aux_no": _l("学籍辅号"), "seat_no": _l("班内学号"), "entry_ym": _l("入学年月"),
+    "entry_mode": _l("入学方式"), "study_mode": _l("就读方式"), "source": _l("学生来源"),
+    "current_address": _l("现住址"), "mail_address": _l("通信地址"), "home_address": _l("家庭地址"),
+    "phone": _l("联系电话"), "postcode": _l("邮政编码"), "email": _l("电子信箱"), "homepage": _l("主页地址"),
+    "only_child": _l("是否独生子女"), "preschool": _l("是否受过学前教育"), "left_behind": _l("是否留守儿童"),
+    "migrant_child": _l("是否进城务工人员随迁子女"), "orphan": _l("是否孤儿"), "martyr_child": _l("是否烈士或优抚子女"),
+    "inclusive": _l("随班就读"), "disability": _l("残疾类型"), "gov_degree": _l("是否由政府购买学位"),
+    "needs_aid": _l("是否需要申请资助"), "one_subsidy": _l("是否享受一补"), "distance_km": _l("上下学距离(公里)"),
+    "transport": _l("上下学交通方式"), "school_bus": _l("是否需要乘坐校车"), "school": _l("学校"),
+    "school_id": _l("学校ID"), "stage": _l("学段"), "cohort_year": _l("年级"), "school_class": _l("班级"),
+    "class_id": _l("班级ID"), "status": _l("学籍状态"), "has_problem": _l("问题学籍"), "deleted_at": _l("删除时间"),
+    "delete_reason": _l("删除原因"),
+}
+BASIC = ["xjh", "name", "sex", "birth_date", "birthplace", "native_place", "ethnicity", "nationality", "id_type",
+         "id_number", "gatq", "political", "health"]
+AUXILIARY = ["name_pinyin", "former_name", "id_valid_until", "hukou_place", "hukou_type", "specialty"]
+REGISTRY = ["aux_no", "seat_no", "school", "stage", "cohort_year", "school_class", "entry_ym", "entry_mode",
+            "study_mode", "source", "status"]
+CONTACT = ["current_address", "mail_address", "home_address", "phone", "postcode", "email", "homepage"]
+EXTENSION = ["only_child", "preschool", "left_behind", "migrant_child", "orphan", "martyr_child", "inclusive",
+             "disability", "gov_degree", "needs_aid", "one_subsidy"]
+TRANSPORT = ["distance_km", "transport", "school_bus"]
+SECTIONS = [(_l("学生个人基础信息"), BASIC), (_l("学生个人辅助信息"), AUXILIARY), (_l("学生学籍基本信息"), REGISTRY),
+            (_l("学生个人联系信息"), CONTACT), (_l("学生个人扩展信息"), EXTENSION), (_l("学生上下学交通方式"), TRANSPORT)]
+CODED = {"sex": "XB", "ethnicity": "MZ", "nationality": "GJ", "id_type": "SFZJLX", "gatq": "GATQ",
+         "political": "ZZMM", "health": "JKZK", "hukou_type": "HKXZ", "entry_mode": "RXFS", "study_mode": "JDFS",
+         "source": "XSLY", "left_behind": "LSET", "inclusive": "SBJD", "disability": "CJLX", "transport": "JTFS"}
+REQUIRED_CODED = {"sex", "ethnicity", "nationality", "id_type", "gatq", "health", "hukou_type", "entry_mode",
+                  "study_mode"}
+KEY_FIELDS = {"name", "id_number", "sex", "birth_date", "cohort_year", "school_class"}
 IN_SCOPE = [["id", ScopeFilter, None]]
 
 
@@ -47,47 +94,217 @@ class SchoolView(XuejiModelView):
     add_columns = edit_columns = show_columns
     search_columns = ["code", "name", "county", "school_type"]
     add_form_query_rel_fields = edit_form_query_rel_fields = {"county": [["level", FilterEqual, "county"]]}
+    description_columns = {"schooling": _l("学制决定毕业年级：填错会导致学生提前毕业或丢失学籍，修改须确认")}
     base_order = ("code", "asc")
+
+    def pre_update(self, item):
+        """A wrong 学制 graduates students early: changing it on a school with students needs confirmation."""
+        from app.rules import changed
+        if changed(item, "schooling") and request.form.get("confirm_schooling") not in ("y", "1", "on"):
+            has_students = db.session.execute(select(Student.id).where(Student.school_id == item.id)
+                                              .limit(1)).first()
+            if has_students:
+                raise RuleError("该校已有学生，修改学制会影响毕业年级。请确认后再保存（勾选“确认修改学制”）。",
+                                code="confirm_required")
+
+    edit_columns = show_columns + ["confirm_schooling"]
+    edit_form_extra_fields = {"confirm_schooling": BooleanField(_l("确认修改学制"), default=False)}
+
+    def process_form(self, form, is_created):
+        if hasattr(form, "confirm_schooling"):          # a confirmation, not a column
+            del form.confirm_schooling
 
 
 class SchoolClassView(XuejiModelView):
     datamodel = ScopedInterface(SchoolClass)
     class_permission_name = "SchoolClass"
     route_base = "/schoolclass"
+    method_permission_name = {**VIEW_RW, "addgrade": "write"}
     list_title = show_title = _l("班级")
     add_title, edit_title = _l("新增班级"), _l("编辑班级")
-    label_columns = CLASS_LABELS
+    label_columns = {**CLASS_LABELS, "seats": _l("在籍人数"), "cap": _l("班额")}
     list_columns = ["school", "stage", "cohort_year", "class_no", "name", "capacity"]
     add_columns = edit_columns = show_columns = ["school", "stage", "cohort_year", "class_no", "name",
                                                  "capacity"]
     search_columns = ["school", "stage", "cohort_year", "name"]
     base_order = ("cohort_year", "desc")
+    list_template = "xueji/class_list.html"
+
+    @expose("/addgrade", methods=["GET", "POST"])
+    @has_access
+    def addgrade(self):
+        """每学年追加一年级班级: the entry grade and its classes in one step."""
+        scope = current_scope()
+        schools = list(db.session.scalars(apply_scope(select(School), School, scope).order_by(School.code)))
+        if request.method == "POST":
+            try:
+                school_id = int(request.form.get("school_id") or 0)
+                if school_id not in {s.id for s in schools}:
+                    abort(404)
+                made = class_rules.add_grade(db.session, school_id, request.form.get("stage", ""),
+                                             int(request.form.get("cohort_year") or 0),
+                                             int(request.form.get("classes") or 0))
+                db.session.commit()
+                flash(f"已新增{len(made)}个班级", "success")
+                return redirect(url_for("SchoolClassView.list"))
+            except (RuleError, ValueError) as exc:
+                db.session.rollback()
+                flash(getattr(exc, "message", "请填写正确的数字"), "danger")
+        return self.render_template("xueji/add_grade.html", schools=schools,
+                                    year=current_school_year(), title=_l("新增年级"))
 
 
 class StudentView(XuejiModelView):
     datamodel = ScopedInterface(Student)
     class_permission_name = "Student"
     route_base = "/student"
+    method_permission_name = {**VIEW_RW, "card": "read"}
     list_title = show_title = _l("学生学籍")
-    add_title, edit_title = _l("新增学生"), _l("编辑学生")
+    add_title, edit_title = _l("新增学生"), _l("编辑学生（关键数据须通过变更申请修改）")
     label_columns = STUDENT_LABELS
-    list_columns = ["xjh", "name", "sex_label", "birth_date", "school", "stage", "cohort_year", "school_class",
-                    "status"]
-    show_columns = ["xjh", "name", "sex_label", "birth_date", "id_type", "id_number", "ethnicity", "school",
-                    "stage", "cohort_year", "school_class", "status"]
-    add_columns = edit_columns = ["xjh", "name", "sex", "birth_date", "id_type", "id_number", "ethnicity",
-                                  "school", "stage", "cohort_year", "school_class", "status"]
+    list_columns = ["xjh", "name", "sex_label", "birth_date", "school", "cohort_year", "school_class", "status",
+                    "has_problem"]
+    show_fieldsets = [(title, {"fields": fields}) for title, fields in SECTIONS]
+    add_fieldsets = [(title, {"fields": fields}) for title, fields in SECTIONS]
+    edit_fieldsets = [(title, {"fields": [f for f in fields if f not in KEY_FIELDS and f not in
+                                          ("xjh", "school", "stage", "status")]}) for title, fields in SECTIONS]
     export_columns = ["xjh", "name", "sex_label", "birth_date", "id_number", "school.name", "stage",
                       "cohort_year", "school_class.name", "status"]
     search_columns = ["name", "xjh", "id_number", "school", "stage", "cohort_year", "school_class", "status",
-                      "sex"]
+                      "sex", "ethnicity", "hukou_type", "left_behind", "migrant_child", "has_problem", "entry_ym"]
     base_order = ("id", "asc")
+    add_form_extra_fields = {f: code_field(str(STUDENT_LABELS[f]), t, f in REQUIRED_CODED)
+                             for f, t in CODED.items()}
+    edit_form_extra_fields = add_form_extra_fields
+    formatters_columns = {**{f: code_formatter(t) for f, t in CODED.items()},
+                          **{f: yes_no for f in ("only_child", "preschool", "migrant_child", "orphan",
+                                                 "martyr_child", "gov_degree", "needs_aid", "one_subsidy",
+                                                 "school_bus", "has_problem")}}
+    show_template = "xueji/student_show.html"
+
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        student = self.datamodel.get(pk)
+        if student is None:
+            abort(404)
+        widgets = self._show(pk)
+        trail = db.session.scalars(select(AuditEvent).where(AuditEvent.entity == "student",
+                                                            AuditEvent.entity_id == str(student.id))
+                                   .order_by(AuditEvent.id.desc()).limit(200)).all()
+        requests_ = db.session.scalars(select(Request).where(Request.student_id == student.id)
+                                       .order_by(Request.id.desc())).all()
+        enrollments = db.session.scalars(select(Enrollment).where(Enrollment.student_id == student.id)
+                                         .order_by(Enrollment.id)).all()
+        problems_ = db.session.scalars(select(Problem).where(Problem.student_id == student.id)
+                                       .order_by(Problem.id.desc())).all()
+        return self.render_template(self.show_template, pk=pk, title=self.show_title, widgets=widgets,
+                                    related_views=self._related_views, student=student, trail=trail,
+                                    requests=requests_, enrollments=enrollments, problems=problems_,
+                                    label=lambda t, v: label(db.session, t, v),
+                                    school_year=current_school_year())
+
+    @expose("/card/<pk>")
+    @has_access
+    def card(self, pk):
+        """学籍卡: a printable one-page record."""
+        student = self.datamodel.get(pk)
+        if student is None:
+            abort(404)
+        return self.render_template("xueji/student_card.html", s=student, sections=SECTIONS,
+                                    labels=STUDENT_LABELS, coded=CODED,
+                                    label=lambda t, v: label(db.session, t, v), yes_no=yes_no,
+                                    printed_by=g.user)
 
     @action("export_selected", _l("导出所选 (Excel)"), None, "fa-file-excel-o")
     def export_selected(self, items):
         items = items if isinstance(items, list) else [items]
         return self.send_rows(items, "xlsx")
 
+
+class GuardianView(XuejiModelView):
+    datamodel = ScopedInterface(Guardian)
+    class_permission_name = "Guardian"
+    route_base = "/guardian"
+    list_title = show_title = _l("家庭成员或监护人")
+    add_title, edit_title = _l("新增家庭成员"), _l("编辑家庭成员")
+    label_columns = {"student": _l("学生"), "seq": _l("序号"), "name": _l("姓名"), "relation": _l("关系"),
+                     "relation_note": _l("关系说明"), "ethnicity": _l("民族"), "employer": _l("工作单位"),
+                     "address": _l("现住址"), "hukou_place": _l("户口所在地"), "phone": _l("联系电话"),
+                     "is_guardian": _l("是否监护人"), "id_type": _l("身份证件类型"), "id_number": _l("身份证件号"),
+                     "position": _l("职务")}
+    list_columns = ["student", "seq", "name", "relation", "phone", "is_guardian"]
+    add_columns = edit_columns = show_columns = ["student", "seq", "name", "relation", "relation_note",
+                                                 "ethnicity", "employer", "address", "hukou_place", "phone",
+                                                 "is_guardian", "id_type", "id_number", "position"]
+    search_columns = ["name", "phone"]
+    add_form_extra_fields = edit_form_extra_fields = {
+        "relation": code_field("关系", "GX", True), "ethnicity": code_field("民族", "MZ"),
+        "id_type": code_field("身份证件类型", "SFZJLX")}
+    formatters_columns = {"relation": code_formatter("GX"), "ethnicity": code_formatter("MZ"),
+                          "id_type": code_formatter("SFZJLX"), "is_guardian": yes_no}
+    base_order = ("id", "asc")
+
+
+class EnrollmentView(XuejiModelView):
+    datamodel = ScopedInterface(Enrollment)
+    class_permission_name = "Student"
+    route_base = "/enrollment"
+    include_route_methods = {"list", "show"}
+    list_title = show_title = _l("学籍变动历史")
+    label_columns = {"student": _l("学生"), "school": _l("学校"), "stage": _l("学段"), "cohort_year": _l("年级"),
+                     "school_class": _l("班级"), "status": _l("学籍状态"), "started_on": _l("开始"),
+                     "ended_on": _l("结束"), "reason": _l("原因")}
+    list_columns = ["school", "stage", "cohort_year", "school_class", "status", "started_on", "ended_on", "reason"]
+    show_columns = ["student"] + list_columns
+    search_columns = ["school", "status", "started_on"]
+    base_order = ("id", "asc")
+
+
+class CodeView(XuejiModelView):
+    """代码表 maintenance (superadmin): national defaults plus local additions; deactivate instead of delete."""
+    datamodel = ScopedInterface(Code)
+    class_permission_name = "Code"
+    route_base = "/code"
+    list_title = show_title = _l("代码表")
+    add_title, edit_title = _l("新增代码"), _l("编辑代码")
+    label_columns = {"table": _l("代码表"), "table_name": _l("代码表名称"), "code": _l("代码"), "name": _l("名称"),
+                     "sort": _l("排序"), "active": _l("启用")}
+    list_columns = ["table", "table_name", "code", "name", "sort", "active"]
+    add_columns = edit_columns = show_columns = list_columns
+    search_columns = ["table", "table_name", "code", "name", "active"]
+    base_order = ("table", "asc")
+    page_size = 50
+
+
+class SettingView(XuejiModelView):
+    """设置: 班额 and other values a province, city or county sets for itself."""
+    datamodel = ScopedInterface(Setting)
+    class_permission_name = "Setting"
+    route_base = "/setting"
+    list_title = show_title = _l("参数设置")
+    add_title, edit_title = _l("新增设置"), _l("编辑设置")
+    label_columns = {"key": _l("参数"), "region": _l("适用区域(空=全系统)"), "region_code": _l("区域代码"),
+                     "value": _l("值"), "note": _l("说明")}
+    list_columns = ["key", "region_code", "value", "note"]
+    add_columns = edit_columns = show_columns = ["key", "region_code", "value", "note"]
+    search_columns = ["key", "region_code"]
+    base_order = ("key", "asc")
+    description_columns = {"key": _l("可用参数：class_cap.初中、class_cap.高中、class_cap.hard_limit、"
+                                     "evidence.max_bytes、key_fields.extra、workflow.due_days")}
+
+    def pre_add(self, item):
+        from app import settings
+        if item.key not in settings.DEFAULTS:
+            raise RuleError(f"未知参数“{item.key}”", code="invalid")
+        scope = current_scope()
+        if scope.kind == "region" and not item.region_code:
+            item.region_code = scope.region_code
+
+    pre_update = pre_add
+
+
+# --- REST --------------------------------------------------------------------------------------------
 
 class RegionApi(XuejiApi):
     resource_name = "region"
@@ -117,13 +334,46 @@ class SchoolClassApi(XuejiApi):
     search_columns = ["school_id", "stage", "cohort_year"]
 
 
+STUDENT_API_FIELDS = ["xjh", "name", "sex", "birth_date", "birthplace", "native_place", "ethnicity", "nationality",
+                      "id_type", "id_number", "gatq", "political", "health", "name_pinyin", "former_name",
+                      "id_valid_until", "hukou_place", "hukou_type", "specialty", "aux_no", "seat_no", "entry_ym",
+                      "entry_mode", "study_mode", "source", "current_address", "mail_address", "home_address",
+                      "phone", "postcode", "email", "homepage", "only_child", "preschool", "left_behind",
+                      "migrant_child", "orphan", "martyr_child", "inclusive", "disability", "gov_degree",
+                      "needs_aid", "one_subsidy", "distance_km", "transport", "school_bus", "school_id", "stage",
+                      "cohort_year", "class_id", "status"]
+
+
 class StudentApi(XuejiApi):
     resource_name = "student"
     datamodel = ScopedInterface(Student)
     class_permission_name = "Student"
-    list_columns = show_columns = ["id", "xjh", "name", "sex", "birth_date", "id_type", "id_number", "ethnicity",
-                                   "school_id", "stage", "cohort_year", "class_id", "status"]
-    add_columns = edit_columns = ["xjh", "name", "sex", "birth_date", "id_type", "id_number", "ethnicity",
-                                  "school_id", "stage", "cohort_year", "class_id", "status"]
-    search_columns = ["xjh", "name", "school_id", "stage", "cohort_year", "class_id", "status", "sex"]
+    list_columns = ["id", "xjh", "name", "sex", "birth_date", "id_number", "school_id", "stage", "cohort_year",
+                    "class_id", "status", "has_problem"]
+    show_columns = ["id"] + STUDENT_API_FIELDS + ["has_problem", "deleted_at", "delete_reason"]
+    add_columns = STUDENT_API_FIELDS
+    edit_columns = [f for f in STUDENT_API_FIELDS if f not in ("xjh",)]
+    search_columns = ["xjh", "name", "id_number", "school_id", "stage", "cohort_year", "class_id", "status", "sex",
+                      "has_problem"]
     order_columns = ["id", "xjh", "name", "cohort_year"]
+
+
+class GuardianApi(XuejiApi):
+    resource_name = "guardian"
+    datamodel = ScopedInterface(Guardian)
+    class_permission_name = "Guardian"
+    list_columns = show_columns = ["id", "student_id", "seq", "name", "relation", "relation_note", "ethnicity",
+                                   "employer", "address", "hukou_place", "phone", "is_guardian", "id_type",
+                                   "id_number", "position"]
+    add_columns = edit_columns = show_columns[1:]
+    search_columns = ["student_id"]
+
+
+class EnrollmentApi(XuejiApi):
+    resource_name = "enrollment"
+    datamodel = ScopedInterface(Enrollment)
+    class_permission_name = "Student"
+    include_route_methods = {"get", "get_list", "info"}
+    list_columns = show_columns = ["id", "student_id", "school_id", "stage", "cohort_year", "class_id", "status",
+                                   "started_on", "ended_on", "reason", "current"]
+    search_columns = ["student_id", "school_id", "status"]

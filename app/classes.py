@@ -1,0 +1,94 @@
+"""班级 and 班额: grades, classes and class capacity.
+
+Capacity is enforced inside the writing transaction: the class row is locked (SELECT … FOR UPDATE) before its
+students are counted, so two registrars filling the last seat at once cannot both succeed.
+"""
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from app import settings
+from app.errors import RuleError
+from app.rules import changed, flush_rule, rule
+from app.scoping import effective
+from models import School, SchoolClass, Student
+
+SEATED = ("在校", "休学")          # students who hold a seat in their class
+GRADE_NAMES = {"初中": ("初一", "初二", "初三"), "高中": ("高一", "高二", "高三")}
+
+
+def grade_name(stage: str, cohort_year: int, school_year: int) -> str:
+    offset = school_year - cohort_year
+    names = GRADE_NAMES.get(stage, ())
+    return names[offset] if 0 <= offset < len(names) else f"{cohort_year}级"
+
+
+def capacity_of(session, klass: SchoolClass) -> int:
+    """The class's own cap (a county override) or its county's default for the stage (never 56+)."""
+    if klass.capacity is not None:
+        return klass.capacity
+    county = session.execute(select(School.county_code).where(School.id == klass.school_id)).scalar()
+    default = settings.get_int(session, f"class_cap.{klass.stage}", county)
+    hard = settings.get_int(session, "class_cap.hard_limit", county)
+    return min(default, hard - 1)
+
+
+def seated_count(session, class_id: int, exclude_ids=()) -> int:
+    q = select(func.count()).select_from(Student).where(
+        Student.class_id == class_id, Student.status.in_(SEATED), Student.deleted_at.is_(None))
+    if exclude_ids:
+        q = q.where(Student.id.not_in(list(exclude_ids)))
+    return session.execute(q).scalar() or 0
+
+
+def check_room(session, class_id: int, incoming: int, exclude_ids=()) -> None:
+    klass = session.execute(select(SchoolClass).where(SchoolClass.id == class_id).with_for_update()).scalar_one()
+    current = seated_count(session, class_id, exclude_ids)
+    cap = capacity_of(session, klass)
+    if current + incoming > cap:
+        raise RuleError(f"{klass.cohort_year}级{klass.name}已有{current}人，班额{cap}人，"
+                        f"不能再分入{incoming}人", code="class_full")
+
+
+@flush_rule
+def class_capacity(session, touched) -> None:
+    """Every student newly placed in a class (insert or class change) needs a free seat there."""
+    incoming, movers = Counter(), set()
+    for obj in touched:
+        if isinstance(obj, Student) and changed(obj, "class_id", "school_class", "status"):
+            class_id = effective(obj, "school_class", "class_id")
+            if class_id is not None and obj.status in SEATED and obj.deleted_at is None:
+                incoming[class_id] += 1
+                if obj.id is not None:
+                    movers.add(obj.id)
+    for class_id in sorted(incoming):         # fixed lock order: no deadlock between two batches
+        check_room(session, class_id, incoming[class_id], movers)
+
+
+@rule(SchoolClass)
+def class_fields(klass: SchoolClass, session) -> None:
+    if klass.stage not in ("初中", "高中"):
+        raise RuleError("学段只能是初中或高中", code="invalid")
+    if klass.capacity is not None and not (1 <= klass.capacity <= 100):
+        raise RuleError("班额应在1到100之间", code="invalid")
+    if changed(klass, "capacity"):
+        from app.scoping import current_scope
+        scope = current_scope()
+        if scope.kind == "school":
+            raise RuleError("班额由区县教育局设置，学校不能修改", code="forbidden", status=403)
+
+
+def add_grade(session, school_id: int, stage: str, cohort_year: int, classes: int) -> list[SchoolClass]:
+    """新增年级: the entry grade's classes in one step (numbers continue after existing ones; spares welcome)."""
+    if not 1 <= classes <= 40:
+        raise RuleError("班级数应在1到40之间", code="invalid")
+    taken = set(session.scalars(select(SchoolClass.class_no).where(
+        SchoolClass.school_id == school_id, SchoolClass.stage == stage, SchoolClass.cohort_year == cohort_year)))
+    made, no = [], 1
+    while len(made) < classes:
+        if no not in taken:
+            made.append(SchoolClass(school_id=school_id, stage=stage, cohort_year=cohort_year, class_no=no,
+                                    name=f"{no}班"))
+        no += 1
+    session.add_all(made)
+    return made

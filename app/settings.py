@@ -1,0 +1,41 @@
+"""Settings that a province, city or county may set differently (班额, evidence size, extra key fields …).
+
+The most specific level wins: county → city → province → installation (region_code NULL) → DEFAULTS below.
+Facts the domain notes mark as weakly sourced ([W]/[I]) live here rather than in code.
+"""
+from sqlalchemy import select
+
+from models.codes import Setting
+
+DEFAULTS = {
+    "class_cap.初中": "50",          # 班额 default per stage (DOMAIN §6: provinces cap 初中/高中 at 50)
+    "class_cap.高中": "50",
+    "class_cap.hard_limit": "56",   # 56+ is 大班额: never without an explicit per-class county override
+    "evidence.max_bytes": str(2 * 1024 * 1024),
+    "key_fields.extra": "",         # comma-separated Student columns the superadmin marks as key data
+    "workflow.due_days": "10",      # working days per step (DOMAIN §4.2)
+    "problems.proof_allows_invalid_id": "1",   # 2017 help: 佐证 allowed for 身份证号错误 too
+}
+
+
+def region_chain(county_code: str | None) -> list[str | None]:
+    """Codes to try, most specific first: county, city, province, installation."""
+    if not county_code:
+        return [None]
+    return [county_code, county_code[:4] + "00", county_code[:2] + "0000", None]
+
+
+def get(session, key: str, county_code: str | None = None) -> str:
+    chain = region_chain(county_code)
+    rows = dict(session.execute(
+        select(Setting.region_code, Setting.value).where(Setting.key == key,
+                                                         (Setting.region_code.in_([c for c in chain if c])) |
+                                                         Setting.region_code.is_(None))).all())
+    for code in chain:
+        if code in rows:
+            return rows[code]
+    return DEFAULTS[key]
+
+
+def get_int(session, key: str, county_code: str | None = None) -> int:
+    return int(get(session, key, county_code))

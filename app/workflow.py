@@ -1,0 +1,308 @@
+"""The approval engine: one for every request kind (关键数据变更, 问题学籍佐证, later 学籍异动, 转学 …).
+
+A kind says who files it, which chain it follows, what evidence it needs, how it is validated and what it does
+when finally approved. Chains are data (wf_chain / wf_chain_step). The engine guarantees:
+- the filer never decides its own request; each step is decided by its party's role in its party's scope;
+- one transition per step: a step is claimed with a conditional UPDATE on (id, version, state, step), so two
+  reviewers (or a double click) produce exactly one decision;
+- the effect is applied in the same transaction as the final approval, after the kind re-validates;
+- 在办业务: a student has at most one open request of a locking kind.
+"""
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy import select, update
+
+from app import clock, settings
+from app.errors import OutOfScope, RuleError
+from app.roles import (ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR)
+from app.scoping import apply_scope, school_in_scope, scope_of, system_write
+from app.workdays import add_working_days
+from models import School, Student
+from models.requests import (APPROVED, OPEN_STATES, PENDING, REJECTED, RETURNED, WITHDRAWN, Chain, ChainStep,
+                             Evidence, Request, RequestStep)
+
+APPROVE, REJECT, RETURN = "通过", "不通过", "退回修改"
+DECISIONS = (APPROVE, REJECT, RETURN)
+
+
+@dataclass
+class Kind:
+    code: str
+    title: str
+    chain: str
+    validate: Callable                       # (session, student, payload) -> None, raises RuleError
+    apply: Callable                          # (session, request, payload) -> None
+    describe: Callable                       # (session, student, payload) -> str (the request's summary)
+    filer_role: str = ROLE_SCHOOL_REGISTRAR
+    min_evidence: int = 1
+    locks_student: bool = True               # 在办业务: one open request of a locking kind per student
+    final_check: Callable | None = None      # extra check at final approval only
+
+
+KINDS: dict[str, Kind] = {}
+
+# Default chains, shipped as data (`xueji init` inserts the missing ones; the superadmin may edit them).
+DEFAULT_CHAINS = {
+    "key_change": ("关键数据变更", [("学校审核", "school", ROLE_SCHOOL_LEADER),
+                                    ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "problem_proof": ("问题学籍佐证", [("学校审核", "school", ROLE_SCHOOL_LEADER),
+                                       ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+}
+
+
+def register(kind: Kind) -> Kind:
+    KINDS[kind.code] = kind
+    return kind
+
+
+def sync_chains(session) -> None:
+    have = set(session.scalars(select(Chain.code)))
+    for code, (name, steps) in DEFAULT_CHAINS.items():
+        if code in have:
+            continue
+        session.add(Chain(code=code, name=name, steps=[
+            ChainStep(seq=i, name=n, party=p, role=r, due_days=10) for i, (n, p, r) in enumerate(steps, 1)]))
+    session.flush()
+
+
+def payload_of(req: Request) -> dict:
+    return json.loads(req.payload or "{}")
+
+
+def steps_of(session, req: Request) -> list[ChainStep]:
+    return list(session.scalars(select(ChainStep).where(ChainStep.chain_code == req.chain_code)
+                                .order_by(ChainStep.seq)))
+
+
+def _due(session, step: ChainStep, county: str | None):
+    days = step.due_days or settings.get_int(session, "workflow.due_days", county)
+    return add_working_days(clock.today(), days)
+
+
+def _county(session, school_id):
+    return session.execute(select(School.county_code).where(School.id == school_id)).scalar()
+
+
+def open_request(session, student_id: int, exclude_id=None) -> Request | None:
+    """The student's open request of a locking kind (在办业务), if any."""
+    locking = [k.code for k in KINDS.values() if k.locks_student]
+    q = select(Request).where(Request.student_id == student_id, Request.state.in_(OPEN_STATES),
+                              Request.kind.in_(locking))
+    if exclude_id:
+        q = q.where(Request.id != exclude_id)
+    return session.scalars(q.limit(1)).first()
+
+
+def _roles(user) -> set[str]:
+    return {r.name for r in user.roles}
+
+
+def _history(session, req, seq, step_name, actor, decision, comment=None, role=None):
+    session.add(RequestStep(request_id=req.id, seq=seq, step_name=step_name, actor_id=getattr(actor, "id", None),
+                            actor_name=getattr(actor, "username", "system"), role=role, decision=decision,
+                            comment=comment, at=clock.now()))
+
+
+def _load_scoped(session, actor, request_id) -> Request:
+    q = apply_scope(select(Request).where(Request.id == request_id), Request, scope_of(actor))
+    req = session.scalars(q).first()
+    if req is None:
+        raise OutOfScope("申请不存在或不在您的管辖范围内")
+    return req
+
+
+def _check_filer(session, actor, kind: Kind, student: Student) -> None:
+    if kind.filer_role not in _roles(actor):
+        raise RuleError(f"只有{kind.filer_role}可以提交{kind.title}申请", code="forbidden", status=403)
+    if not school_in_scope(student.school_id, scope_of(actor), session):
+        raise OutOfScope()
+
+
+def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind) -> None:
+    ids = [int(i) for i in evidence_ids or ()]
+    if ids:
+        rows = list(session.scalars(select(Evidence).where(Evidence.id.in_(ids))))
+        if len(rows) != len(set(ids)) or any(e.school_id != req.school_id or
+                                             (e.request_id not in (None, req.id)) for e in rows):
+            raise RuleError("证明材料不存在或不属于本校", code="invalid_evidence")
+        for e in rows:
+            e.request_id, e.student_id = req.id, req.student_id
+    attached = session.scalars(select(Evidence.id).where(Evidence.request_id == req.id)).all() if req.id else []
+    if len(set(attached) | set(ids)) < kind.min_evidence:
+        raise RuleError(f"{kind.title}须上传至少{kind.min_evidence}份证明材料（JPG/PNG/PDF）",
+                        code="evidence_required")
+
+
+def file(session, actor, kind_code: str, student: Student, payload: dict, evidence_ids=(), comment=None) -> Request:
+    """提交: validate, lock the student (在办业务), open the first step. Commits."""
+    kind = KINDS[kind_code]
+    _check_filer(session, actor, kind, student)
+    if kind.locks_student:
+        busy = open_request(session, student.id)
+        if busy is not None:
+            raise RuleError(f"该生有在办业务（#{busy.id} {busy.summary}，{busy.state}），办结或撤销后才能提交新的申请",
+                            code="2002")
+    kind.validate(session, student, payload)
+    steps = steps_of(session, Request(chain_code=kind.chain))
+    req = Request(kind=kind.code, chain_code=kind.chain, student_id=student.id, school_id=student.school_id,
+                  state=PENDING, step_seq=steps[0].seq, step_due_on=_due(session, steps[0],
+                                                                           _county(session, student.school_id)),
+                  payload=json.dumps(payload, ensure_ascii=False, default=str),
+                  summary=kind.describe(session, student, payload)[:300], filed_by_id=actor.id,
+                  filed_at=clock.now(), version=1)
+    session.add(req)
+    session.flush()
+    _attach_evidence(session, actor, req, evidence_ids, kind)
+    _history(session, req, 0, "提交", actor, "提交", comment, role=kind.filer_role)
+    session.commit()
+    return req
+
+
+def may_decide(session, actor, req: Request, step: ChainStep) -> str | None:
+    """Why `actor` may not decide this step (None when it may)."""
+    if actor.id == req.filed_by_id:
+        return "不能审核自己提交的申请"
+    if step.role not in _roles(actor):
+        return f"此步骤（{step.name}）须由{step.role}审核"
+    scope = scope_of(actor)
+    target = req.counterpart_school_id if step.party.startswith("counterpart") else req.school_id
+    if step.party in ("school", "counterpart_school"):
+        if scope.kind != "school" or scope.school_id != target:
+            return f"此步骤（{step.name}）须由相应学校办理"
+    elif step.party in ("bureau", "counterpart_bureau", "city", "province"):
+        level = {"bureau": "county", "counterpart_bureau": "county", "city": "city", "province": "province"}
+        if scope.kind != "region" or scope.region_level != level[step.party] or \
+                not school_in_scope(target, scope, session):
+            return f"此步骤（{step.name}）须由相应教育行政部门办理"
+    return None
+
+
+def decide(session, actor, request_id: int, decision: str, comment: str | None = None) -> Request:
+    """通过 / 不通过 / 退回修改 at the current step. Commits; raises RuleError (nothing written) when refused."""
+    if decision not in DECISIONS:
+        raise RuleError("审核意见只能是通过、不通过或退回修改", code="invalid")
+    comment = (comment or "").strip() or None
+    if decision in (REJECT, RETURN) and not comment:
+        raise RuleError(f"选择“{decision}”时必须填写意见", code="comment_required")
+    req = _load_scoped(session, actor, request_id)
+    if req.state != PENDING:
+        raise RuleError(f"该申请当前状态为“{req.state}”，不能审核", code="not_pending", status=409)
+    steps = steps_of(session, req)
+    step = next(s for s in steps if s.seq == req.step_seq)
+    why = may_decide(session, actor, req, step)
+    if why:
+        raise RuleError(why, code="forbidden", status=403)
+    final = decision == APPROVE and step.seq == steps[-1].seq
+    values = {"version": req.version + 1}
+    if decision == APPROVE and not final:
+        nxt = next(s for s in steps if s.seq > step.seq)
+        values.update(step_seq=nxt.seq, step_due_on=_due(session, nxt, _county(session, req.school_id)))
+    elif final:
+        values.update(state=APPROVED, closed_at=clock.now(), step_due_on=None)
+    else:
+        values.update(state=REJECTED if decision == REJECT else RETURNED, step_due_on=None)
+    claimed = session.execute(
+        update(Request).where(Request.id == req.id, Request.version == req.version, Request.state == PENDING,
+                              Request.step_seq == step.seq).values(**values)
+        .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        session.rollback()
+        raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
+    session.expire(req)
+    _history(session, req, step.seq, step.name, actor, decision, comment, role=step.role)
+    if final:
+        kind = KINDS[req.kind]
+        payload = payload_of(req)
+        student = session.get(Student, req.student_id) if req.student_id else None
+        session.info["xueji_applying"] = True
+        session.info["xueji_reason"] = f"{kind.title} #{req.id}"
+        try:
+            with system_write(session):
+                kind.validate(session, student, payload)
+                if kind.final_check:
+                    kind.final_check(session, req, payload)
+                kind.apply(session, req, payload)
+                session.flush()
+        except Exception:
+            session.rollback()
+            raise
+        finally:
+            session.info.pop("xueji_applying", None)
+            session.info.pop("xueji_reason", None)
+    session.commit()
+    return req
+
+
+def _filer_side(session, actor, req: Request) -> None:
+    if ROLE_SCHOOL_REGISTRAR not in _roles(actor) or scope_of(actor).school_id != req.school_id:
+        raise RuleError("只有提交申请的学校学籍管理员可以办理", code="forbidden", status=403)
+
+
+def withdraw(session, actor, request_id: int, comment: str | None = None) -> Request:
+    """撤销: the filing school takes its request back, at any time before the final step is reached."""
+    req = _load_scoped(session, actor, request_id)
+    _filer_side(session, actor, req)
+    steps = steps_of(session, req)
+    if req.state not in OPEN_STATES or (req.state == PENDING and req.step_seq == steps[-1].seq):
+        raise RuleError("申请已到最后审核环节或已办结，不能撤销", code="too_late", status=409)
+    claimed = session.execute(update(Request).where(Request.id == req.id, Request.version == req.version)
+                              .values(state=WITHDRAWN, version=req.version + 1, closed_at=clock.now(),
+                                      step_due_on=None).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        session.rollback()
+        raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
+    session.expire(req)
+    _history(session, req, req.step_seq, "撤销", actor, "撤销", comment, role=ROLE_SCHOOL_REGISTRAR)
+    session.commit()
+    return req
+
+
+def resubmit(session, actor, request_id: int, payload: dict | None = None, evidence_ids=(),
+             comment: str | None = None) -> Request:
+    """重新提交 after 退回修改 or 不通过: revised data and evidence, back to the first step."""
+    req = _load_scoped(session, actor, request_id)
+    _filer_side(session, actor, req)
+    if req.state not in (RETURNED, REJECTED):
+        raise RuleError("只有被退回或不通过的申请可以重新提交", code="not_returned", status=409)
+    kind = KINDS[req.kind]
+    student = session.get(Student, req.student_id) if req.student_id else None
+    busy = open_request(session, req.student_id, exclude_id=req.id) if kind.locks_student else None
+    if busy is not None:
+        raise RuleError(f"该生有其他在办业务（#{busy.id}），不能重新提交", code="2002")
+    payload = payload if payload is not None else payload_of(req)
+    kind.validate(session, student, payload)
+    _attach_evidence(session, actor, req, evidence_ids, kind)
+    steps = steps_of(session, req)
+    claimed = session.execute(update(Request).where(Request.id == req.id, Request.version == req.version)
+                              .values(state=PENDING, step_seq=steps[0].seq, version=req.version + 1,
+                                      payload=json.dumps(payload, ensure_ascii=False, default=str),
+                                      summary=kind.describe(session, student, payload)[:300],
+                                      step_due_on=_due(session, steps[0], _county(session, req.school_id)))
+                              .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        session.rollback()
+        raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
+    session.expire(req)
+    _history(session, req, 0, "重新提交", actor, "重新提交", comment, role=ROLE_SCHOOL_REGISTRAR)
+    session.commit()
+    return req
+
+
+def waiting_for(session, actor) -> list[Request]:
+    """Requests whose current step this user may decide (the 待办 list's first block), overdue first."""
+    q = apply_scope(select(Request).where(Request.state == PENDING), Request, scope_of(actor))
+    reqs = list(session.scalars(q.order_by(Request.step_due_on, Request.id).limit(500)))
+    chains = {}
+    out = []
+    for req in reqs:
+        steps = chains.setdefault(req.chain_code, steps_of(session, req))
+        step = next((s for s in steps if s.seq == req.step_seq), None)
+        if step is not None and may_decide(session, actor, req, step) is None:
+            out.append(req)
+    return out
+
+
+__all__ = ["KINDS", "Kind", "register", "file", "decide", "withdraw", "resubmit", "waiting_for", "sync_chains",
+           "APPROVE", "REJECT", "RETURN", "ROLE_BUREAU_CLERK"]

@@ -1,0 +1,360 @@
+"""Requests (申请) screens and API: the request list and page with its step tracker and decisions, the
+关键数据变更 form, the 问题学籍 queue with 变更 / 佐证 / 删除, and evidence downloads. All decisions go through
+app.workflow; these views only collect input and show results."""
+import json
+
+from flask import abort, flash, g, redirect, request, send_file, url_for
+from flask_appbuilder import BaseView
+from flask_appbuilder.api import BaseApi, expose as api_expose, protect, safe
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.views import expose
+from sqlalchemy import select
+
+from app import evidence as evidence_files, keydata, problems, workflow
+from app.errors import RuleError, json_error
+from app.extensions import db
+from app.i18n import _l
+from app.scoping import ScopedInterface, apply_scope, current_scope, scope_of
+from app.students import key_fields
+from models import School, SchoolClass, Student
+from models.requests import Evidence, Problem, Request
+from views.base import XuejiApi, XuejiModelView
+
+REQUEST_LABELS = {"id": "#", "kind": _l("类型"), "summary": _l("内容"), "state": _l("状态"), "school": _l("提交学校"),
+                  "student": _l("学生"), "filed_by": _l("提交人"), "filed_at": _l("提交时间"),
+                  "step_due_on": _l("本环节截止"), "closed_at": _l("办结时间"), "chain": _l("审批流程")}
+
+
+def _student_in_scope(student_id) -> Student:
+    q = apply_scope(select(Student).where(Student.id == int(student_id)), Student)
+    student = db.session.scalars(q).first()
+    if student is None:
+        abort(404)
+    return student
+
+
+def _upload_all(files, student: Student) -> list[int]:
+    county = db.session.get(School, student.school_id).county_code
+    ids = []
+    for f in files:
+        if f and f.filename:
+            ids.append(evidence_files.store(db.session, f.stream, f.filename, student.school_id, g.user,
+                                            student.id, county).id)
+    return ids
+
+
+def _tracker(req: Request):
+    """[(step name, role, state)] with state done / current / waiting / rejected for the step tracker."""
+    steps = workflow.steps_of(db.session, req)
+    out = [("提交", "学校学籍管理员", "done")]
+    for step in steps:
+        if req.state == workflow.APPROVED or step.seq < req.step_seq:
+            state = "done"
+        elif step.seq == req.step_seq:
+            state = {"审核中": "current", "不通过": "rejected", "退回修改": "returned"}.get(req.state, "waiting")
+        else:
+            state = "waiting"
+        out.append((step.name, step.role, state))
+    return out
+
+
+class RequestView(XuejiModelView):
+    datamodel = ScopedInterface(Request)
+    class_permission_name = "Request"
+    method_permission_name = {"list": "read", "show": "read", "decide": "decide", "withdraw": "file",
+                              "resubmit": "file", "evidence": "read"}
+    route_base = "/request"
+    include_route_methods = {"list", "show", "decide", "withdraw", "resubmit", "evidence"}
+    list_title = show_title = _l("申请")
+    label_columns = REQUEST_LABELS
+    list_columns = ["id", "summary", "state", "school", "filed_by", "filed_at", "step_due_on"]
+    search_columns = ["kind", "state", "school", "filed_at"]
+    base_order = ("id", "desc")
+    show_template = "xueji/request_show.html"
+
+    @expose("/show/<pk>")
+    @has_access
+    def show(self, pk):
+        req = self.datamodel.get(pk) or abort(404)
+        steps = workflow.steps_of(db.session, req)
+        step = next((s for s in steps if s.seq == req.step_seq), None)
+        can_decide = req.state == workflow.PENDING and step is not None and \
+            workflow.may_decide(db.session, g.user, req, step) is None
+        filer = current_scope().school_id == req.school_id and any(
+            r.name == "学校学籍管理员" for r in g.user.roles)
+        return self.render_template(self.show_template, req=req, tracker=_tracker(req),
+                                    payload=workflow.payload_of(req), can_decide=can_decide, filer=filer,
+                                    title=self.show_title, labels=key_fields(db.session))
+
+    def _act(self, pk, fn):
+        try:
+            fn()
+            flash("已办理", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            if exc.status == 404:
+                abort(404)
+            flash(exc.message, "danger")
+        return redirect(url_for("RequestView.show", pk=pk))
+
+    @expose("/decide/<int:pk>", methods=["POST"])
+    @has_access
+    def decide(self, pk):
+        return self._act(pk, lambda: workflow.decide(db.session, g.user, pk, request.form.get("decision", ""),
+                                                     request.form.get("comment")))
+
+    @expose("/withdraw/<int:pk>", methods=["POST"])
+    @has_access
+    def withdraw(self, pk):
+        return self._act(pk, lambda: workflow.withdraw(db.session, g.user, pk, request.form.get("comment")))
+
+    @expose("/resubmit/<int:pk>", methods=["POST"])
+    @has_access
+    def resubmit(self, pk):
+        def run():
+            req = self.datamodel.get(pk) or abort(404)
+            student = db.session.get(Student, req.student_id)
+            ids = _upload_all(request.files.getlist("evidence"), student)
+            workflow.resubmit(db.session, g.user, pk, None, ids, request.form.get("comment"))
+        return self._act(pk, run)
+
+    @expose("/evidence/<int:evidence_id>")
+    @has_access
+    def evidence(self, evidence_id):
+        """Evidence of an in-scope request or student, always as a download, never rendered inline."""
+        row = db.session.scalars(apply_scope(select(Evidence).where(Evidence.id == evidence_id), Evidence)).first()
+        if row is None:
+            abort(404)
+        resp = send_file(evidence_files.path_of(row), as_attachment=True, download_name=row.original_name,
+                         mimetype="application/octet-stream")
+        resp.headers["Content-Security-Policy"] = "sandbox"
+        return resp
+
+
+class KeyChangeView(BaseView):
+    """关键数据变更申请: old and new values with at least one evidence file."""
+    route_base = "/keychange"
+    class_permission_name = "Request"
+    method_permission_name = {"form": "file"}
+    default_view = "form"
+
+    @expose("/<int:student_id>", methods=["GET", "POST"])
+    @has_access
+    def form(self, student_id):
+        student = _student_in_scope(student_id)
+        fields = key_fields(db.session, db.session.get(School, student.school_id).county_code)
+        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == student.school_id)
+                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        problem_id = request.values.get("problem_id")
+        if request.method == "POST":
+            new_values = {f: request.form.get(f) for f in fields}
+            try:
+                payload = keydata.key_change_payload(db.session, student, new_values, request.form.get("reason"),
+                                                     problem_id)
+                ids = _upload_all(request.files.getlist("evidence"), student)
+                req = workflow.file(db.session, g.user, "key_change", student, payload, ids,
+                                    request.form.get("reason"))
+                if problem_id:
+                    problems.resolve_in_progress(db.session, int(problem_id), req.id)
+                    db.session.commit()
+                flash(f"关键数据变更申请 #{req.id} 已提交，等待学校学籍主管领导审核", "success")
+                return redirect(url_for("RequestView.show", pk=req.id))
+            except RuleError as exc:
+                db.session.rollback()
+                flash(exc.message, "danger")
+        return self.render_template("xueji/keychange.html", student=student, fields=fields, classes=classes,
+                                    problem_id=problem_id, form=request.form)
+
+
+class ProblemView(XuejiModelView):
+    """问题学籍 queue: school and county; 变更, 佐证, 删除 and on-demand detection."""
+    datamodel = ScopedInterface(Problem)
+    class_permission_name = "Problem"
+    method_permission_name = {"list": "read", "show": "read", "proof": "handle", "remove": "handle",
+                              "detect": "detect"}
+    route_base = "/problem"
+    include_route_methods = {"list", "show", "proof", "remove", "detect"}
+    list_title = show_title = _l("问题学籍")
+    label_columns = {"student": _l("学生"), "school": _l("学校"), "kind_label": _l("问题类型"), "kind": _l("问题类型"),
+                     "detail": _l("说明"), "state": _l("状态"), "resolution": _l("处理方式"),
+                     "detected_at": _l("发现时间"), "resolved_at": _l("办结时间")}
+    list_columns = ["student", "school", "kind_label", "detail", "state", "resolution", "detected_at"]
+    show_columns = list_columns + ["resolved_at"]
+    search_columns = ["school", "kind", "state", "resolution", "detected_at"]
+    base_order = ("id", "desc")
+    show_template = "xueji/problem_show.html"
+    list_template = "xueji/problem_list.html"
+
+    @expose("/show/<pk>")
+    @has_access
+    def show(self, pk):
+        problem = self.datamodel.get(pk) or abort(404)
+        widgets = self._show(pk)
+        return self.render_template(self.show_template, pk=pk, title=self.show_title, widgets=widgets,
+                                    problem=problem, related_views=[])
+
+    @expose("/proof/<int:pk>", methods=["POST"])
+    @has_access
+    def proof(self, pk):
+        problem = self.datamodel.get(pk) or abort(404)
+        student = db.session.get(Student, problem.student_id)
+        try:
+            ids = _upload_all(request.files.getlist("evidence"), student)
+            req = workflow.file(db.session, g.user, "problem_proof", student,
+                                {"problem_id": problem.id, "reason": request.form.get("reason", "")}, ids,
+                                request.form.get("reason"))
+            problems.resolve_in_progress(db.session, problem.id, req.id)
+            db.session.commit()
+            flash(f"佐证申请 #{req.id} 已提交", "success")
+            return redirect(url_for("RequestView.show", pk=req.id))
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+            return redirect(url_for("ProblemView.show", pk=pk))
+
+    @expose("/remove/<int:pk>", methods=["POST"])
+    @has_access
+    def remove(self, pk):
+        problem = self.datamodel.get(pk) or abort(404)
+        try:
+            problems.delete_record(db.session, g.user, problem, request.form.get("reason", ""),
+                                   request.form.get("confirm") == "确认删除")
+            flash("已删除该学籍（仍可在学生列表中查看，标记为已删除）", "success")
+            return redirect(url_for("ProblemView.list"))
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+            return redirect(url_for("ProblemView.show", pk=pk))
+
+    @expose("/detect", methods=["POST"])
+    @has_access
+    def detect(self):
+        """Run detection over the whole scope (a school, or every school of the county)."""
+        schools = list(db.session.scalars(apply_scope(select(School.id), School)))
+        counts = problems.detect(db.session, school_ids=schools)
+        db.session.commit()
+        total = sum(counts.values())
+        flash(f"检测完成：发现{total}条问题" + ("（" + "，".join(
+            f"{problems.KINDS[k]}{n}条" for k, n in counts.items()) + "）" if counts else ""), "info")
+        return redirect(url_for("ProblemView.list"))
+
+
+# --- REST ----------------------------------------------------------------------------------------------
+
+class RequestApi(XuejiApi):
+    """/api/v1/request/: list and read requests with their steps; file, decide, withdraw and resubmit them
+    with exactly the rules of the web screens (app.workflow)."""
+    resource_name = "request"
+    datamodel = ScopedInterface(Request)
+    class_permission_name = "Request"
+    method_permission_name = {"get": "read", "get_list": "read", "info": "read", "file_request": "file",
+                              "decide_request": "decide", "withdraw_request": "file", "resubmit_request": "file"}
+    include_route_methods = {"get", "get_list", "info", "file_request", "decide_request", "withdraw_request",
+                             "resubmit_request"}
+    list_columns = ["id", "kind", "state", "summary", "school_id", "counterpart_school_id", "student_id",
+                    "step_seq", "step_due_on", "filed_by_id", "filed_at", "closed_at"]
+    show_columns = list_columns + ["payload", "history.seq", "history.step_name", "history.decision",
+                                   "history.actor_name", "history.comment", "history.at", "evidence.id"]
+    search_columns = ["kind", "state", "school_id", "student_id"]
+
+    def _run(self, fn):
+        try:
+            req = fn()
+            return self.response(200, result={"id": req.id, "state": req.state, "step_seq": req.step_seq})
+        except RuleError as exc:
+            db.session.rollback()
+            return json_error(exc.status, exc.code, exc.message)
+
+    @api_expose("/file", methods=["POST"])
+    @protect()
+    @safe
+    def file_request(self):
+        """File a request: {"kind": "key_change", "student_id", "changes": {field: new}, "reason",
+        "evidence_ids": [...], "problem_id"?} or {"kind": "problem_proof", "problem_id", "reason", …}."""
+        body = request.get_json(silent=True) or {}
+
+        def run():
+            student = db.session.scalars(apply_scope(
+                select(Student).where(Student.id == int(body.get("student_id") or 0)), Student)).first()
+            if student is None:
+                raise RuleError("学生不存在或不在您的管辖范围内", code="not_found", status=404)
+            kind = body.get("kind")
+            if kind == "key_change":
+                payload = keydata.key_change_payload(db.session, student, body.get("changes") or {},
+                                                     body.get("reason"), body.get("problem_id"))
+            elif kind == "problem_proof":
+                payload = {"problem_id": int(body.get("problem_id") or 0), "reason": body.get("reason", "")}
+            else:
+                raise RuleError("不支持的申请类型", code="invalid")
+            req = workflow.file(db.session, g.user, kind, student, payload, body.get("evidence_ids") or [],
+                                body.get("reason"))
+            if payload.get("problem_id"):
+                problems.resolve_in_progress(db.session, payload["problem_id"], req.id)
+                db.session.commit()
+            return req
+        return self._run(run)
+
+    @api_expose("/<int:pk>/decide", methods=["POST"])
+    @protect()
+    @safe
+    def decide_request(self, pk):
+        body = request.get_json(silent=True) or {}
+        return self._run(lambda: workflow.decide(db.session, g.user, pk, body.get("decision", ""),
+                                                 body.get("comment")))
+
+    @api_expose("/<int:pk>/withdraw", methods=["POST"])
+    @protect()
+    @safe
+    def withdraw_request(self, pk):
+        body = request.get_json(silent=True) or {}
+        return self._run(lambda: workflow.withdraw(db.session, g.user, pk, body.get("comment")))
+
+    @api_expose("/<int:pk>/resubmit", methods=["POST"])
+    @protect()
+    @safe
+    def resubmit_request(self, pk):
+        body = request.get_json(silent=True) or {}
+        return self._run(lambda: workflow.resubmit(db.session, g.user, pk, None, body.get("evidence_ids") or [],
+                                                   body.get("comment")))
+
+
+class EvidenceApi(BaseApi):
+    """/api/v1/evidence/: upload one evidence file (multipart field `file`, with `student_id`)."""
+    resource_name = "evidence"
+    class_permission_name = "Request"
+    method_permission_name = {"upload": "file"}
+
+    @api_expose("/", methods=["POST"])
+    @protect()
+    @safe
+    def upload(self):
+        try:
+            student = db.session.scalars(apply_scope(
+                select(Student).where(Student.id == int(request.form.get("student_id") or 0)), Student)).first()
+            if student is None:
+                raise RuleError("学生不存在或不在您的管辖范围内", code="not_found", status=404)
+            f = request.files.get("file")
+            if f is None:
+                raise RuleError("请选择文件", code="file_required")
+            row = evidence_files.store(db.session, f.stream, f.filename, student.school_id, g.user, student.id,
+                                       db.session.get(School, student.school_id).county_code)
+            db.session.commit()
+            return self.response(201, result={"id": row.id, "mime": row.mime, "size": row.size})
+        except RuleError as exc:
+            db.session.rollback()
+            return json_error(exc.status, exc.code, exc.message)
+
+
+class ProblemApi(XuejiApi):
+    resource_name = "problem"
+    datamodel = ScopedInterface(Problem)
+    class_permission_name = "Problem"
+    method_permission_name = {"get": "read", "get_list": "read", "info": "read"}
+    include_route_methods = {"get", "get_list", "info"}
+    list_columns = show_columns = ["id", "student_id", "school_id", "kind", "detail", "state", "resolution",
+                                   "request_id", "detected_at", "resolved_at"]
+    search_columns = ["school_id", "kind", "state", "student_id"]
+
+
+__all__ = ["RequestView", "KeyChangeView", "ProblemView", "RequestApi", "EvidenceApi", "ProblemApi", "json",
+           "scope_of"]
