@@ -42,7 +42,9 @@ def seated_count(session, class_id: int, exclude_ids=()) -> int:
 
 
 def check_room(session, class_id: int, incoming: int, exclude_ids=()) -> None:
-    klass = session.execute(select(SchoolClass).where(SchoolClass.id == class_id).with_for_update()).scalar_one()
+    # lock the class row itself (a bare id select: joined eager loads cannot be FOR UPDATE on PostgreSQL)
+    session.execute(select(SchoolClass.id).where(SchoolClass.id == class_id).with_for_update()).scalar_one()
+    klass = session.get(SchoolClass, class_id)
     current = seated_count(session, class_id, exclude_ids)
     cap = capacity_of(session, klass)
     if current + incoming > cap:

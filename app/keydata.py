@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app import problems
 from app.errors import RuleError
-from app.students import FINISHED, key_fields
+from app.students import FINISHED, applying_request, key_fields
 from app.workflow import Kind, register
 from models import School, SchoolClass, Student
 from models.requests import Problem
@@ -58,13 +58,12 @@ def _dry_run(session, student: Student, changes: dict) -> None:
     """Run every record rule on the new values inside a savepoint, then undo: a request that could never be
     applied is refused at filing, with the same message the final approval would give."""
     nested = session.begin_nested()
-    session.info["xueji_applying"] = True
     try:
-        for field, change in changes.items():
-            setattr(student, field, _convert(field, change.get("new")))
-        session.flush()
+        with applying_request(session):
+            for field, change in changes.items():
+                setattr(student, field, _convert(field, change.get("new")))
+            session.flush()
     finally:
-        session.info.pop("xueji_applying", None)
         nested.rollback()
         session.info.pop("xueji_detect", None)
 

@@ -138,6 +138,7 @@ def _remember_identity_changes(session, touched) -> None:
 
 
 def _detect_before_commit(session) -> None:
+    session.flush()                          # the commit's own flush comes after this hook: run it now
     pending = session.info.pop("xueji_detect", None)
     if not pending:
         return

@@ -56,6 +56,26 @@ def applying(session) -> bool:
     return bool(session.info.get("xueji_applying"))
 
 
+class applying_request:
+    """`with applying_request(session, reason):` the approved effect of a request is being written (nestable)."""
+
+    def __init__(self, session, reason=None):
+        self.session, self.reason = session, reason
+
+    def __enter__(self):
+        info = self.session.info
+        info["xueji_applying"] = info.get("xueji_applying", 0) + 1
+        self.saved_reason = info.get("xueji_reason")
+        if self.reason:
+            info["xueji_reason"] = self.reason
+        return self.session
+
+    def __exit__(self, *exc):
+        info = self.session.info
+        info["xueji_applying"] -= 1
+        info["xueji_reason"] = self.saved_reason
+
+
 def _fail(student, message, code="invalid"):
     who = student.name or student.xjh or "学生"
     raise RuleError(f"{who}：{message}", code=code)

@@ -18,6 +18,7 @@ from app import clock, settings
 from app.errors import OutOfScope, RuleError
 from app.roles import (ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR)
 from app.scoping import apply_scope, school_in_scope, scope_of, system_write
+from app.students import applying_request
 from app.workdays import add_working_days
 from models import School, Student
 from models.requests import (APPROVED, OPEN_STATES, PENDING, REJECTED, RETURNED, WITHDRAWN, Chain, ChainStep,
@@ -216,10 +217,8 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
         kind = KINDS[req.kind]
         payload = payload_of(req)
         student = session.get(Student, req.student_id) if req.student_id else None
-        session.info["xueji_applying"] = True
-        session.info["xueji_reason"] = f"{kind.title} #{req.id}"
         try:
-            with system_write(session):
+            with system_write(session), applying_request(session, f"{kind.title} #{req.id}"):
                 kind.validate(session, student, payload)
                 if kind.final_check:
                     kind.final_check(session, req, payload)
@@ -228,9 +227,6 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
         except Exception:
             session.rollback()
             raise
-        finally:
-            session.info.pop("xueji_applying", None)
-            session.info.pop("xueji_reason", None)
     session.commit()
     return req
 

@@ -84,6 +84,13 @@ def _push_request_context():
 
 
 @pytest.fixture
+def client(app):
+    """A plain test client. pytest-flask's own one is used as `with client:`, which keeps each request's
+    context pushed afterwards, so other clients' requests would run in it (and share its signed-in user)."""
+    return app.test_client()
+
+
+@pytest.fixture
 def make_app(app):
     """Build another app on the same database with different settings (CSRF on, tight rate limit …)."""
     def build(**extra):

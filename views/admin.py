@@ -7,6 +7,7 @@ from flask_appbuilder.views import expose
 from sqlalchemy import func, select
 
 from app.i18n import _l
+from app import clock, problems, workflow
 from app.accounts import province_of_current_user, registrar_directory
 from app.errors import RuleError, json_error
 from app.extensions import db
@@ -57,12 +58,16 @@ class HomeView(IndexView):
     @expose("/")
     def index(self):
         user = g.user
-        counts = []
+        counts, problem_count, waiting = [], 0, []
         if user is not None and user.is_authenticated:
-            q = apply_scope(select(Student.status, func.count()).group_by(Student.status), Student)
+            q = apply_scope(select(Student.status, func.count()).where(Student.deleted_at.is_(None))
+                            .group_by(Student.status), Student)
             counts = db.session.execute(q).all()
+            problem_count = problems.queue_count(db.session, current_scope())
+            waiting = workflow.waiting_for(db.session, user)
         return self.render_template(self.index_template, appbuilder=self.appbuilder, counts=counts,
-                                    scope=current_scope())
+                                    scope=current_scope(), problem_count=problem_count, waiting=waiting,
+                                    today=clock.today())
 
 
 class AccountApi(BaseApi):
