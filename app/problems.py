@@ -3,7 +3,6 @@
 Detection runs on every create and identity change (at commit, for the rows touched) and on demand for a
 school or a county. Duplicates are looked for across the whole database, whatever the user's scope.
 """
-from datetime import datetime
 
 from sqlalchemy import and_, event, func, or_, select, update
 
@@ -190,8 +189,6 @@ def queue_count(session, scope) -> int:
     q = apply_scope(select(func.count()).select_from(Problem).where(Problem.current == 1), Problem, scope)
     return session.execute(q).scalar() or 0
 
-
-__all__ = ["detect", "KINDS", "blocks", "delete_record", "resolve", "queue_count", "datetime"]
 
 
 def resolve_in_progress(session, problem_id: int, request_id: int) -> None:

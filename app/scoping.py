@@ -24,7 +24,7 @@ from sqlalchemy import event, false, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import OutOfScope, RuleError, integrity_message
-from models import Region, School
+from models import School
 
 ROLE_ADMIN = "系统管理员"
 

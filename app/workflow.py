@@ -9,14 +9,14 @@ when finally approved. Chains are data (wf_chain / wf_chain_step). The engine gu
 - 在办业务: a student has at most one open request of a locking kind.
 """
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import select, update
 
 from app import clock, settings
 from app.errors import OutOfScope, RuleError
-from app.roles import (ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR)
+from app.roles import (ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR)
 from app.scoping import apply_scope, school_in_scope, scope_of, system_write
 from app.students import applying_request
 from app.workdays import add_working_days
@@ -299,6 +299,3 @@ def waiting_for(session, actor) -> list[Request]:
             out.append(req)
     return out
 
-
-__all__ = ["KINDS", "Kind", "register", "file", "decide", "withdraw", "resubmit", "waiting_for", "sync_chains",
-           "APPROVE", "REJECT", "RETURN", "ROLE_BUREAU_CLERK"]

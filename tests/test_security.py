@@ -211,8 +211,7 @@ def test_edit_is_audited_with_old_and_new_values(app, world, as_user):
             ("current_address", old_address, "郑州市中原区新址8号", "school_a1_clerk", world.schools["a1"])]
 
 
-def test_role_change_is_audited(app, world, as_user):
-    c = as_user("admin")
+def test_role_change_is_audited(app, world):
     uid = world.users["school_a1_leader"]
     with app.app_context():
         from app.roles import ROLE_SCHOOL_REGISTRAR

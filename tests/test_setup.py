@@ -1,5 +1,4 @@
 """Set-up: migrations own the schema, `xueji init` is idempotent and keeps data, the demo data is valid."""
-import os
 
 import pytest
 from alembic.autogenerate import compare_metadata

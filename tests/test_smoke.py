@@ -1,4 +1,3 @@
-from tests.conftest import login
 
 
 def test_home_lists_scope_counts(app, world, as_user):

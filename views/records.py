@@ -1,7 +1,6 @@
 """Screens and REST resources of the 学籍 records: regions, schools, classes, students, family members,
 enrollment history, code tables and settings."""
 from flask import abort, flash, g, redirect, request, url_for
-from flask_appbuilder import BaseView
 from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.security.decorators import has_access

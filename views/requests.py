@@ -1,7 +1,6 @@
 """Requests (申请) screens and API: the request list and page with its step tracker and decisions, the
 关键数据变更 form, the 问题学籍 queue with 变更 / 佐证 / 删除, and evidence downloads. All decisions go through
 app.workflow; these views only collect input and show results."""
-import json
 
 from flask import abort, flash, g, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
@@ -14,7 +13,7 @@ from app import evidence as evidence_files, keydata, problems, workflow
 from app.errors import RuleError, json_error
 from app.extensions import db
 from app.i18n import _l
-from app.scoping import ScopedInterface, apply_scope, current_scope, scope_of
+from app.scoping import ScopedInterface, apply_scope, current_scope
 from app.students import key_fields
 from models import School, SchoolClass, Student
 from models.requests import Evidence, Problem, Request
@@ -355,6 +354,3 @@ class ProblemApi(XuejiApi):
                                    "request_id", "detected_at", "resolved_at"]
     search_columns = ["school_id", "kind", "state", "student_id"]
 
-
-__all__ = ["RequestView", "KeyChangeView", "ProblemView", "RequestApi", "EvidenceApi", "ProblemApi", "json",
-           "scope_of"]
