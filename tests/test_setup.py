@@ -51,6 +51,16 @@ def test_init_loads_demo_once_and_keeps_data(tmp_path):
         assert db.session.scalar(select(Region).where(Region.code == "410103")) is not None
     again = runner.invoke(args=["xueji", "demo"])
     assert again.exit_code == 1
+    with app.app_context():       # the full demo: problems of every kind, classes near their cap, history
+        from models import Enrollment, Guardian
+        from models.requests import Problem
+        kinds = set(db.session.scalars(select(Problem.kind).where(Problem.current == 1)))
+        assert kinds == {"invalid_id", "id_mismatch", "dup_id", "dup_identity"}
+        sizes = db.session.execute(select(func.count()).select_from(Student).where(Student.class_id.is_not(None))
+                                   .group_by(Student.class_id)).scalars().all()
+        assert max(sizes) == 49 and students >= 1500
+        assert db.session.scalar(select(func.count()).select_from(Enrollment)) == students
+        assert db.session.scalar(select(func.count()).select_from(Guardian)) == 2 * students
 
 
 def test_init_creates_superadmin_from_environment_and_refuses_weak(tmp_path, monkeypatch):
