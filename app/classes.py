@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 
 from app import settings
 from app.errors import RuleError
-from app.rules import changed, flush_rule, rule
+from app.rules import changed, flush_rule, is_new, rule
 from app.scoping import effective
 from models import School, SchoolClass, Student
 
 SEATED = ("在校", "休学")          # students who hold a seat in their class
+STAGES_OF = {"初中": ("初中",), "高中": ("高中",), "完全中学": ("初中", "高中"), "九年一贯制": ("初中",)}
 GRADE_NAMES = {"初中": ("初一", "初二", "初三"), "高中": ("高一", "高二", "高三")}
 
 
@@ -73,7 +74,7 @@ def class_fields(klass: SchoolClass, session) -> None:
         raise RuleError("学段只能是初中或高中", code="invalid")
     if klass.capacity is not None and not (1 <= klass.capacity <= 100):
         raise RuleError("班额应在1到100之间", code="invalid")
-    if changed(klass, "capacity"):
+    if changed(klass, "capacity") and (klass.capacity is not None or not is_new(klass)):
         from app.scoping import current_scope
         scope = current_scope()
         if scope.kind == "school":
@@ -84,13 +85,13 @@ def add_grade(session, school_id: int, stage: str, cohort_year: int, classes: in
     """新增年级: the entry grade's classes in one step (numbers continue after existing ones; spares welcome)."""
     if not 1 <= classes <= 40:
         raise RuleError("班级数应在1到40之间", code="invalid")
-    taken = set(session.scalars(select(SchoolClass.class_no).where(
-        SchoolClass.school_id == school_id, SchoolClass.stage == stage, SchoolClass.cohort_year == cohort_year)))
-    made, no = [], 1
-    while len(made) < classes:
-        if no not in taken:
-            made.append(SchoolClass(school_id=school_id, stage=stage, cohort_year=cohort_year, class_no=no,
-                                    name=f"{no}班"))
-        no += 1
+    school = session.get(School, school_id)
+    if stage not in STAGES_OF.get(school.school_type, ()):
+        raise RuleError(f"{school.school_type}学校不能设置{stage}年级", code="invalid")
+    last = session.execute(select(func.max(SchoolClass.class_no)).where(
+        SchoolClass.school_id == school_id, SchoolClass.stage == stage,
+        SchoolClass.cohort_year == cohort_year)).scalar() or 0
+    made = [SchoolClass(school_id=school_id, stage=stage, cohort_year=cohort_year, class_no=no, name=f"{no}班")
+            for no in range(last + 1, last + 1 + classes)]
     session.add_all(made)
     return made

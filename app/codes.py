@@ -29,3 +29,10 @@ def sync_defaults(session) -> int:
         session.execute(insert(Code), rows)
     session.info.pop("xueji_codes", None)
     return len(rows)
+
+
+def install(session_factory) -> None:
+    """Codes are read once per transaction: forget them at commit and rollback."""
+    from sqlalchemy import event
+    for name in ("after_commit", "after_rollback"):
+        event.listen(session_factory, name, lambda s: s.info.pop("xueji_codes", None))

@@ -115,8 +115,18 @@ def coded_fields(student: Student, session) -> None:
             _fail(student, f"{label}代码“{value}”不在代码表中", "invalid_code")
 
 
+# national-form defaults a new record takes when the field is left out (the column defaults apply only at
+# INSERT, after the rules have run)
+DEFAULTS = {"nationality": "CHN", "gatq": "00", "health": "10", "political": "13", "left_behind": "0",
+            "inclusive": "00", "disability": "0", "status": "在校"}
+
+
 @rule(Student)
 def required_fields(student: Student, session) -> None:
+    if is_new(student):
+        for field, value in DEFAULTS.items():
+            if getattr(student, field) in (None, ""):
+                setattr(student, field, value)
     for field, label in REQUIRED.items():
         if changed(student, field) and getattr(student, field) in (None, ""):
             _fail(student, f"{label}为必填项", "required")
@@ -163,6 +173,8 @@ def key_data_and_freeze(student: Student, session) -> None:
     if is_new(student) or applying(session):
         return
     county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+    if changed(student, "status") and original(student, "status") != student.status:
+        raise RuleError("学籍状态只能通过学籍异动、毕业等业务办理，不能直接修改", code="status_locked")
     for field, label in key_fields(session, county).items():
         if field == "class_id" and original(student, "class_id") is None:
             continue                              # 分班: a first class is placement, not a change
