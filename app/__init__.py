@@ -20,7 +20,7 @@ ROOT = os.path.dirname(HERE)
 
 def create_app(overrides: dict | None = None) -> Flask:
     import models  # noqa: F401  (registers every table on FAB's metadata)
-    from app import classes, keydata, problems, schools, students  # noqa: F401  (rules and request kinds register)
+    from app import classes, keydata, problems, schools, statuschange, students  # noqa: F401  (rules and request kinds register)
     from app.passwords import validate_password
     from config import Config
     from views import register_views

@@ -49,9 +49,10 @@ ROLE_PERMISSIONS = {
         # school accounts inside the region (app.accounts decides which)
         (R, "User"), (W, "User"), ("resetpasswords", "User"), ("unlock", "User"),
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
-        (W, "Setting"), ("can_detect", "Problem"),
+        (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"),
     ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings"),
-    ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem")]
+    ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem"),
+                                                             ("can_clear", "Request")]
     + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings"),
     ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),

@@ -15,6 +15,12 @@ DEFAULTS = {
     "key_fields.extra": "",         # comma-separated Student columns the superadmin marks as key data
     "workflow.due_days": "10",      # working days per step (DOMAIN §4.2)
     "problems.proof_allows_invalid_id": "1",   # 2017 help: 佐证 allowed for 身份证号错误 too
+    # 学籍异动 national rules (DOMAIN §4.3), switchable per province/county
+    "rules.compulsory_no_withdrawal": "1",     # no 退学/开除 in compulsory education
+    "rules.no_repeat_compulsory": "1",         # no 留级 in compulsory education
+    "rules.no_repeat_graduating": "1",         # no 留级 in a graduating grade
+    "rules.skip_once_per_stage": "1",          # 跳级 at most once per stage
+    "calendar.graduating_freeze": "07-01..08-14",   # graduating grades take no new business
 }
 
 

@@ -21,7 +21,8 @@ from app.scoping import apply_scope, school_in_scope, scope_of, system_write
 from app.students import applying_request
 from app.workdays import add_working_days
 from models import School, Student
-from models.requests import (APPROVED, OPEN_STATES, PENDING, REJECTED, RETURNED, WITHDRAWN, Chain, ChainStep,
+from models.requests import (APPROVED, CLEARED, OPEN_STATES, PENDING, REJECTED, RETURNED, WITHDRAWN, Chain,
+                             ChainStep,
                              Evidence, Request, RequestStep)
 
 APPROVE, REJECT, RETURN = "通过", "不通过", "退回修改"
@@ -50,6 +51,8 @@ DEFAULT_CHAINS = {
                                     ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     "problem_proof": ("问题学籍佐证", [("学校审核", "school", ROLE_SCHOOL_LEADER),
                                        ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "status_change": ("学籍异动", [("学校审核", "school", ROLE_SCHOOL_LEADER),
+                                   ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
 }
 
 
@@ -251,6 +254,7 @@ def withdraw(session, actor, request_id: int, comment: str | None = None) -> Req
         raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
     session.expire(req)
     _history(session, req, req.step_seq, "撤销", actor, "撤销", comment, role=ROLE_SCHOOL_REGISTRAR)
+    _on_end(session, req)
     session.commit()
     return req
 
@@ -284,6 +288,50 @@ def resubmit(session, actor, request_id: int, payload: dict | None = None, evide
     _history(session, req, 0, "重新提交", actor, "重新提交", comment, role=ROLE_SCHOOL_REGISTRAR)
     session.commit()
     return req
+
+
+def clear(session, actor, request_ids, reason: str) -> int:
+    """在办业务清理: a bureau ends open requests of its schools in bulk (e.g. graduating grades on 7/15). Nothing
+    of a request is applied before its final approval, so ending it rolls the student back to plain 在校 and
+    releases the lock; the reason is kept in each request's history."""
+    from app.roles import BUREAU_ROLES
+    if not set(BUREAU_ROLES) & _roles(actor) or scope_of(actor).kind != "region":
+        raise RuleError("只有区县教育局可以清理在办业务", code="forbidden", status=403)
+    if not (reason or "").strip():
+        raise RuleError("请填写清理原因", code="reason_required")
+    ids = [int(i) for i in request_ids]
+    q = apply_scope(select(Request).where(Request.id.in_(ids), Request.state.in_(OPEN_STATES)), Request,
+                    scope_of(actor))
+    reqs = list(session.scalars(q))
+    if len(reqs) != len(set(ids)):
+        raise OutOfScope("部分申请不存在、不在您的管辖范围内或已办结")
+    now = clock.now()
+    for req in reqs:
+        req.state, req.closed_at, req.step_due_on, req.version = CLEARED, now, None, req.version + 1
+        _history(session, req, req.step_seq, "在办业务清理", actor, "清理", reason.strip()[:500])
+        _on_end(session, req)
+    session.commit()
+    return len(reqs)
+
+
+def _on_end(session, req: Request) -> None:
+    """A request ended without approval: a 问题学籍 it was handling is open again."""
+    problem_id = payload_of(req).get("problem_id")
+    if problem_id:
+        from models.requests import Problem
+        problem = session.get(Problem, int(problem_id))
+        if problem is not None and problem.current == 1:
+            problem.state = "待处理"
+
+
+def returned_to(session, actor) -> list[Request]:
+    """The filer's requests that came back (退回修改 / 不通过): the 待办 list's second block."""
+    scope = scope_of(actor)
+    if scope.kind != "school" or ROLE_SCHOOL_REGISTRAR not in _roles(actor):
+        return []
+    return list(session.scalars(select(Request).where(Request.school_id == scope.school_id,
+                                                      Request.state.in_((RETURNED, REJECTED)))
+                                .order_by(Request.id.desc()).limit(200)))
 
 
 def waiting_for(session, actor) -> list[Request]:

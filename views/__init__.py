@@ -5,7 +5,8 @@ from views.admin import AccountApi, AuditView, DirectoryView
 from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
                            RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView, SettingView,
                            StudentApi, StudentView)
-from views.requests import EvidenceApi, KeyChangeView, ProblemApi, ProblemView, RequestApi, RequestView
+from views.requests import (EvidenceApi, KeyChangeView, ProblemApi, ProblemView, RequestApi, RequestView,
+                            StatusChangeView)
 
 
 def register_views(appbuilder) -> None:
@@ -23,7 +24,7 @@ def register_views(appbuilder) -> None:
     add(AuditView, "Audit", label=_l("审计日志"), icon="fa-list", category="Security", category_label=_l("系统管理"),
         category_icon="fa-cogs")
     add(CodeView, "Codes", label=_l("代码表"), icon="fa-table", category="Security")
-    for view in (GuardianView, EnrollmentView, KeyChangeView):
+    for view in (GuardianView, EnrollmentView, KeyChangeView, StatusChangeView):
         appbuilder.add_view_no_menu(view)
     for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,
                 EvidenceApi, ProblemApi, AccountApi):

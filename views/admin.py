@@ -52,22 +52,26 @@ class DirectoryView(BaseView):
 
 
 class HomeView(IndexView):
-    """首页: what the user's scope holds at a glance (the 待办 list arrives with the workflow issue)."""
+    """首页 = 待办: what waits for this user now (requests at their step, overdue first; their own requests
+    that came back; the 问题学籍 queue of their scope) and their scope at a glance."""
     index_template = "xueji/index.html"
 
     @expose("/")
     def index(self):
         user = g.user
-        counts, problem_count, waiting = [], 0, []
+        counts, problem_count, waiting, returned = [], 0, [], []
         if user is not None and user.is_authenticated:
             q = apply_scope(select(Student.status, func.count()).where(Student.deleted_at.is_(None))
                             .group_by(Student.status), Student)
             counts = db.session.execute(q).all()
             problem_count = problems.queue_count(db.session, current_scope())
             waiting = workflow.waiting_for(db.session, user)
+            returned = workflow.returned_to(db.session, user)
+        today = clock.today()
+        waiting.sort(key=lambda r: (not (r.step_due_on and r.step_due_on < today), r.step_due_on or today, r.id))
         return self.render_template(self.index_template, appbuilder=self.appbuilder, counts=counts,
                                     scope=current_scope(), problem_count=problem_count, waiting=waiting,
-                                    today=clock.today())
+                                    returned=returned, today=today)
 
 
 class AccountApi(BaseApi):

@@ -4,12 +4,13 @@ app.workflow; these views only collect input and show results."""
 
 from flask import abort, flash, g, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
+from flask_appbuilder.actions import action
 from flask_appbuilder.api import BaseApi, expose as api_expose, protect, safe
 from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import select
 
-from app import evidence as evidence_files, keydata, problems, workflow
+from app import clock, evidence as evidence_files, keydata, problems, statuschange, workflow
 from app.errors import RuleError, json_error
 from app.extensions import db
 from app.i18n import _l
@@ -61,9 +62,10 @@ class RequestView(XuejiModelView):
     datamodel = ScopedInterface(Request)
     class_permission_name = "Request"
     method_permission_name = {"list": "read", "show": "read", "decide": "decide", "withdraw": "file",
-                              "resubmit": "file", "evidence": "read"}
+                              "resubmit": "file", "evidence": "read", "clear": "clear", "clear_action": "clear"}
     route_base = "/request"
-    include_route_methods = {"list", "show", "decide", "withdraw", "resubmit", "evidence"}
+    include_route_methods = {"list", "show", "decide", "withdraw", "resubmit", "evidence", "clear", "action",
+                             "action_post"}
     list_title = show_title = _l("申请")
     label_columns = REQUEST_LABELS
     list_columns = ["id", "summary", "state", "school", "filed_by", "filed_at", "step_due_on"]
@@ -117,6 +119,30 @@ class RequestView(XuejiModelView):
             workflow.resubmit(db.session, g.user, pk, None, ids, request.form.get("comment"))
         return self._act(pk, run)
 
+    @expose("/clear", methods=["GET", "POST"])
+    @has_access
+    def clear(self):
+        """在办业务清理 (bureau): end the selected open requests with a reason."""
+        ids = request.values.getlist("rowid") or request.values.getlist("ids")
+        if request.method == "POST" and request.form.get("reason") is not None:
+            try:
+                n = workflow.clear(db.session, g.user, ids, request.form.get("reason", ""))
+                flash(f"已清理{n}项在办业务", "success")
+                return redirect(url_for("RequestView.list"))
+            except RuleError as exc:
+                db.session.rollback()
+                if exc.status == 404:
+                    abort(404)
+                flash(exc.message, "danger")
+        reqs = db.session.scalars(apply_scope(select(Request).where(Request.id.in_([int(i) for i in ids])),
+                                              Request)).all()
+        return self.render_template("xueji/clear.html", reqs=reqs, title=_l("在办业务清理"))
+
+    @action("clear", _l("在办业务清理"), None, "fa-eraser")
+    def clear_action(self, items):
+        items = items if isinstance(items, list) else [items]
+        return redirect(url_for("RequestView.clear", ids=[i.id for i in items]))
+
     @expose("/evidence/<int:evidence_id>")
     @has_access
     def evidence(self, evidence_id):
@@ -163,6 +189,37 @@ class KeyChangeView(BaseView):
                 flash(exc.message, "danger")
         return self.render_template("xueji/keychange.html", student=student, fields=fields, classes=classes,
                                     problem_id=problem_id, form=request.form)
+
+
+class StatusChangeView(BaseView):
+    """学籍异动申请: type, date, reason, evidence, and the class for entry types (复学 … 留级, 跳级)."""
+    route_base = "/statuschange"
+    class_permission_name = "Request"
+    method_permission_name = {"form": "file"}
+    default_view = "form"
+
+    @expose("/<int:student_id>", methods=["GET", "POST"])
+    @has_access
+    def form(self, student_id):
+        student = _student_in_scope(student_id)
+        types = statuschange.allowed_types(student)
+        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == student.school_id,
+                                                               SchoolClass.stage == student.stage)
+                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        if request.method == "POST":
+            payload = {"type": request.form.get("type"), "date": request.form.get("date"),
+                       "reason": request.form.get("reason", ""), "class_id": request.form.get("class_id") or None}
+            try:
+                ids = _upload_all(request.files.getlist("evidence"), student)
+                req = workflow.file(db.session, g.user, "status_change", student, payload, ids,
+                                    payload["reason"])
+                flash(f"学籍异动申请 #{req.id} 已提交，等待学校学籍主管领导审核", "success")
+                return redirect(url_for("RequestView.show", pk=req.id))
+            except RuleError as exc:
+                db.session.rollback()
+                flash(exc.message, "danger")
+        return self.render_template("xueji/statuschange.html", student=student, types=types, classes=classes,
+                                    form=request.form, today=clock.today(), school_year=statuschange.school_year())
 
 
 class ProblemView(XuejiModelView):
@@ -269,7 +326,8 @@ class RequestApi(XuejiApi):
     @safe
     def file_request(self):
         """File a request: {"kind": "key_change", "student_id", "changes": {field: new}, "reason",
-        "evidence_ids": [...], "problem_id"?} or {"kind": "problem_proof", "problem_id", "reason", …}."""
+        "evidence_ids": [...], "problem_id"?}, {"kind": "problem_proof", "problem_id", "reason", …} or
+        {"kind": "status_change", "type": "休学", "date": "2026-11-28", "reason", "class_id"?, …}."""
         body = request.get_json(silent=True) or {}
 
         def run():
@@ -283,6 +341,8 @@ class RequestApi(XuejiApi):
                                                      body.get("reason"), body.get("problem_id"))
             elif kind == "problem_proof":
                 payload = {"problem_id": int(body.get("problem_id") or 0), "reason": body.get("reason", "")}
+            elif kind == "status_change":
+                payload = {k: body.get(k) for k in ("type", "date", "reason", "class_id")}
             else:
                 raise RuleError("不支持的申请类型", code="invalid")
             req = workflow.file(db.session, g.user, kind, student, payload, body.get("evidence_ids") or [],

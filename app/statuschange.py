@@ -1,0 +1,146 @@
+"""学籍异动: 休学, 复学, 退学, 开除, 失踪, 其他离校, 恢复入学资格, 出国, 回国复学, 死亡, 留级, 跳级.
+
+One request kind ("status_change") driven by the type table below (SEED.md [P18] pairing is the contract;
+DOMAIN.md §4.3 national rules are settings with the national default). Checked at filing and again at the final
+approval (the engine runs `validate` both times); applied in the final approval's transaction.
+"""
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+
+from app import clock, problems, settings
+from app.classes import grade_name
+from app.errors import RuleError
+from app.workflow import Kind, register
+from models import School, SchoolClass, Student
+from models.student import Enrollment
+
+LIVE = ("在校", "休学", "出国", "失踪", "其他离校")
+
+
+@dataclass(frozen=True)
+class ChangeType:
+    name: str
+    from_status: tuple          # statuses the student must be in
+    to_status: str
+    evidence: str               # what the evidence file must show (shown to the user)
+    needs_class: bool = False   # entry types place the student into a class of the chosen grade
+    grade_step: int = 0         # 留级 +1 cohort year (a grade lower), 跳级 -1 (a grade higher)
+    leaving: bool = False
+
+
+TYPES = {t.name: t for t in (
+    ChangeType("休学", ("在校",), "休学", "医院证明等休学证明（电子照片）", leaving=True),
+    ChangeType("复学", ("休学",), "在校", "身体康复证明、复学申请表", needs_class=True),
+    ChangeType("退学", ("在校", "休学"), "退学", "本人签字的退学申请表", leaving=True),
+    ChangeType("开除", ("在校", "休学"), "开除", "学校处分决定", leaving=True),
+    ChangeType("失踪", ("在校", "休学"), "失踪", "学校与公安等部门出具的情况说明", leaving=True),
+    ChangeType("其他离校", ("在校", "休学"), "其他离校", "离校情况说明", leaving=True),
+    ChangeType("恢复入学资格", ("开除", "退学", "失踪", "其他离校"), "在校", "恢复入学资格的证明材料",
+               needs_class=True),
+    ChangeType("出国", ("在校", "休学"), "出国", "出国（境）证明材料", leaving=True),
+    ChangeType("回国复学", ("出国",), "在校", "回国证明、复学申请表", needs_class=True),
+    ChangeType("死亡", LIVE, "死亡", "死亡证明", leaving=True),
+    ChangeType("留级", ("在校",), "在校", "留级申请表（校长签字）", needs_class=True, grade_step=1),
+    ChangeType("跳级", ("在校",), "在校", "跳级申请表及考核材料", needs_class=True, grade_step=-1),
+)}
+COMPULSORY = ("初中",)               # 义务教育 stages handled here (小学 is out of scope)
+
+
+def school_year(today: date | None = None) -> int:
+    today = today or clock.today()
+    return today.year if today.month >= 8 else today.year - 1
+
+
+def graduating(student: Student, today: date | None = None) -> bool:
+    return school_year(today) - student.cohort_year >= 2
+
+
+def _setting(session, key, county):
+    return settings.get(session, key, county)
+
+
+def in_window(window: str, today: date) -> bool:
+    """'07-01..08-14' (month-day, inclusive) contains today."""
+    start, end = window.split("..")
+    md = today.strftime("%m-%d")
+    return start <= md <= end if start <= end else (md >= start or md <= end)
+
+
+def validate(session, student: Student, payload: dict) -> None:
+    kind = TYPES.get(payload.get("type"))
+    if kind is None:
+        raise RuleError("请选择学籍异动类型", code="invalid")
+    if student.deleted_at is not None:
+        raise RuleError("该学籍已删除", code="deleted")
+    if student.status not in kind.from_status:
+        need = "、".join(kind.from_status)
+        raise RuleError(f"该生学籍状态为“{student.status}”，不能办理{kind.name}（须为{need}）", code="wrong_status")
+    problems.blocks(session, student.id)
+    county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+    today = clock.today()
+    if graduating(student, today) and in_window(_setting(session, "calendar.graduating_freeze", county), today):
+        raise RuleError("毕业年级学生在7月1日至8月14日期间不能办理新的业务", code="calendar_closed")
+    if kind.name in ("退学", "开除") and student.stage in COMPULSORY and \
+            _setting(session, "rules.compulsory_no_withdrawal", county) == "1":
+        raise RuleError(f"义务教育阶段学生不能办理{kind.name}", code="compulsory")
+    if kind.name == "留级":
+        if student.stage in COMPULSORY and _setting(session, "rules.no_repeat_compulsory", county) == "1":
+            raise RuleError("义务教育阶段原则上不办理留级", code="no_repeat")
+        if graduating(student, today) and _setting(session, "rules.no_repeat_graduating", county) == "1":
+            raise RuleError("毕业年级不办理留级", code="no_repeat")
+    if kind.name == "跳级":
+        if _setting(session, "rules.skip_once_per_stage", county) == "1" and _skipped_before(session, student):
+            raise RuleError("同一学段只能跳级一次", code="skip_once")
+        if graduating(student, today):
+            raise RuleError("毕业年级不能跳级", code="invalid")
+    if not payload.get("date"):
+        raise RuleError("请填写异动日期", code="required")
+    if kind.needs_class:
+        _target_class(session, student, kind, payload)
+
+
+def _skipped_before(session, student) -> bool:
+    return session.execute(select(Enrollment.id).where(
+        Enrollment.student_id == student.id, Enrollment.stage == student.stage,
+        Enrollment.reason.like("%跳级%")).limit(1)).first() is not None
+
+
+def _target_class(session, student, kind: ChangeType, payload) -> SchoolClass:
+    class_id = payload.get("class_id")
+    if not class_id:
+        raise RuleError(f"{kind.name}须选择安排的班级", code="class_required")
+    klass = session.get(SchoolClass, int(class_id))
+    if klass is None or klass.school_id != student.school_id or klass.stage != student.stage:
+        raise RuleError("所选班级不属于本校本学段", code="invalid_class")
+    if kind.grade_step and klass.cohort_year != student.cohort_year + kind.grade_step:
+        want = grade_name(student.stage, student.cohort_year + kind.grade_step, school_year())
+        raise RuleError(f"{kind.name}须安排到{want}的班级", code="invalid_class")
+    if kind.name in ("复学", "回国复学", "恢复入学资格") and klass.cohort_year > student.cohort_year:
+        raise RuleError("复学不能安排到比原年级更高的年级", code="invalid_class")
+    return klass
+
+
+def apply(session, req, payload) -> None:
+    kind = TYPES[payload["type"]]
+    student = session.get(Student, req.student_id)
+    if kind.needs_class:
+        klass = _target_class(session, student, kind, payload)
+        student.cohort_year, student.class_id = klass.cohort_year, klass.id
+    elif kind.leaving:
+        student.class_id = None                     # the seat is freed while the student is away
+    student.status = kind.to_status
+    session.flush()
+
+
+def describe(session, student, payload) -> str:
+    return f"学籍异动 {payload.get('type', '')} {student.name}（{student.xjh}）"
+
+
+register(Kind(code="status_change", title="学籍异动", chain="status_change", validate=validate, apply=apply,
+              describe=describe))
+
+
+def allowed_types(student: Student) -> list[ChangeType]:
+    return [t for t in TYPES.values() if student.status in t.from_status]
