@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app import clock, problems, settings
 from app.classes import grade_name
 from app.errors import RuleError
+from app.students import applying_request
 from app.workflow import Kind, register
 from models import School, SchoolClass, Student
 from models.student import Enrollment
@@ -104,7 +105,7 @@ def validate(session, student: Student, payload: dict) -> None:
 def _skipped_before(session, student) -> bool:
     return session.execute(select(Enrollment.id).where(
         Enrollment.student_id == student.id, Enrollment.stage == student.stage,
-        Enrollment.reason.like("%跳级%")).limit(1)).first() is not None
+        Enrollment.reason.like("%（跳级）%")).limit(1)).first() is not None
 
 
 def _target_class(session, student, kind: ChangeType, payload) -> SchoolClass:
@@ -117,7 +118,7 @@ def _target_class(session, student, kind: ChangeType, payload) -> SchoolClass:
     if kind.grade_step and klass.cohort_year != student.cohort_year + kind.grade_step:
         want = grade_name(student.stage, student.cohort_year + kind.grade_step, school_year())
         raise RuleError(f"{kind.name}须安排到{want}的班级", code="invalid_class")
-    if kind.name in ("复学", "回国复学", "恢复入学资格") and klass.cohort_year > student.cohort_year:
+    if kind.name in ("复学", "回国复学", "恢复入学资格") and klass.cohort_year < student.cohort_year:
         raise RuleError("复学不能安排到比原年级更高的年级", code="invalid_class")
     return klass
 
@@ -125,13 +126,14 @@ def _target_class(session, student, kind: ChangeType, payload) -> SchoolClass:
 def apply(session, req, payload) -> None:
     kind = TYPES[payload["type"]]
     student = session.get(Student, req.student_id)
-    if kind.needs_class:
-        klass = _target_class(session, student, kind, payload)
-        student.cohort_year, student.class_id = klass.cohort_year, klass.id
-    elif kind.leaving:
-        student.class_id = None                     # the seat is freed while the student is away
-    student.status = kind.to_status
-    session.flush()
+    with applying_request(session, f"学籍异动（{kind.name}）#{req.id}"):     # the enrollment span's reason
+        if kind.needs_class:
+            klass = _target_class(session, student, kind, payload)
+            student.cohort_year, student.class_id = klass.cohort_year, klass.id
+        elif kind.leaving:
+            student.class_id = None                 # the seat is freed while the student is away
+        student.status = kind.to_status
+        session.flush()
 
 
 def describe(session, student, payload) -> str:
