@@ -21,7 +21,8 @@ class Chain(Model):
     __scope__ = "public"
     code = Column(String(30), primary_key=True)
     name = Column(String(50), nullable=False)
-    steps = relationship("ChainStep", order_by="ChainStep.seq", lazy="selectin", cascade="all, delete-orphan")
+    steps = relationship("ChainStep", order_by="ChainStep.seq", lazy="selectin", cascade="all, delete-orphan",
+                         back_populates="chain")
 
     def __repr__(self) -> str:
         return self.name
@@ -38,6 +39,7 @@ class ChainStep(Model):
     party = Column(String(30), nullable=False)          # key of PARTIES
     role = Column(String(64), nullable=False)           # the role that decides this step
     due_days = Column(Integer, nullable=False, default=10)
+    chain = relationship("Chain", back_populates="steps")
 
 
 class Request(Model):

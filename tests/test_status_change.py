@@ -242,3 +242,13 @@ def test_web_and_api_refuse_alike(app, world, client, as_user):
     page = as_user("school_a1_clerk").post(f"/statuschange/{sid}", data={
         "type": "退学", "date": "2026-11-20", "reason": "x"}, follow_redirects=True).get_data(as_text=True)
     assert api["code"] == "compulsory" and api["message"] in page
+
+
+def test_superadmin_sees_every_chain_and_others_do_not(app, world, as_user):
+    admin = as_user("admin")
+    page = admin.get("/chain/list/").get_data(as_text=True)
+    for code in ("key_change", "problem_proof", "status_change"):
+        assert code in page
+    page = admin.get("/chain/show/status_change").get_data(as_text=True)
+    assert "学校审核" in page and "区县教育局审核" in page and "学校学籍主管领导" in page
+    assert as_user("county_a_clerk").get("/chain/list/").status_code == 403

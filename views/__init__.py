@@ -5,8 +5,8 @@ from views.admin import AccountApi, AuditView, DirectoryView
 from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
                            RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView, SettingView,
                            StudentApi, StudentView)
-from views.requests import (EvidenceApi, KeyChangeView, ProblemApi, ProblemView, RequestApi, RequestView,
-                            StatusChangeView)
+from views.requests import (ChainStepView, ChainView, EvidenceApi, KeyChangeView, ProblemApi, ProblemView,
+                            RequestApi, RequestView, StatusChangeView)
 
 
 def register_views(appbuilder) -> None:
@@ -24,7 +24,8 @@ def register_views(appbuilder) -> None:
     add(AuditView, "Audit", label=_l("审计日志"), icon="fa-list", category="Security", category_label=_l("系统管理"),
         category_icon="fa-cogs")
     add(CodeView, "Codes", label=_l("代码表"), icon="fa-table", category="Security")
-    for view in (GuardianView, EnrollmentView, KeyChangeView, StatusChangeView):
+    add(ChainView, "Chains", label=_l("审批流程"), icon="fa-sitemap", category="Security")
+    for view in (GuardianView, EnrollmentView, KeyChangeView, StatusChangeView, ChainStepView):
         appbuilder.add_view_no_menu(view)
     for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,
                 EvidenceApi, ProblemApi, AccountApi):

@@ -17,7 +17,7 @@ from app.i18n import _l
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from app.students import key_fields
 from models import School, SchoolClass, Student
-from models.requests import Evidence, Problem, Request
+from models.requests import PARTIES, Chain, ChainStep, Evidence, Problem, Request
 from views.base import XuejiApi, XuejiModelView
 
 REQUEST_LABELS = {"id": "#", "kind": _l("类型"), "summary": _l("内容"), "state": _l("状态"), "school": _l("提交学校"),
@@ -189,6 +189,32 @@ class KeyChangeView(BaseView):
                 flash(exc.message, "danger")
         return self.render_template("xueji/keychange.html", student=student, fields=fields, classes=classes,
                                     problem_id=problem_id, form=request.form)
+
+
+class ChainStepView(XuejiModelView):
+    datamodel = ScopedInterface(ChainStep)
+    class_permission_name = "Chain"
+    route_base = "/chainstep"
+    list_title = show_title = _l("审批环节")
+    label_columns = {"chain": _l("审批流程"), "seq": _l("顺序"), "name": _l("环节名称"), "party": _l("办理方"),
+                     "role": _l("审核角色"), "due_days": _l("办理时限(工作日)")}
+    list_columns = ["seq", "name", "party", "role", "due_days"]
+    add_columns = edit_columns = show_columns = ["chain", "seq", "name", "party", "role", "due_days"]
+    formatters_columns = {"party": lambda p: PARTIES.get(p, p)}
+    base_order = ("seq", "asc")
+
+
+class ChainView(XuejiModelView):
+    """审批流程: chains are data; the superadmin sees and adjusts every one (steps, roles, time limits)."""
+    datamodel = ScopedInterface(Chain)
+    class_permission_name = "Chain"
+    route_base = "/chain"
+    list_title = show_title = _l("审批流程")
+    label_columns = {"code": _l("代码"), "name": _l("名称"), "steps": _l("环节")}
+    list_columns = ["code", "name"]
+    show_columns = add_columns = edit_columns = ["code", "name"]
+    related_views = [ChainStepView]
+    base_order = ("code", "asc")
 
 
 class StatusChangeView(BaseView):
