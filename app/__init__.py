@@ -32,6 +32,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
     app.config["FAB_PASSWORD_COMPLEXITY_VALIDATOR"] = validate_password
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
+        # Counts taken after a row lock (class seats, admission plans) must see rows committed meanwhile, as
+        # on PostgreSQL; InnoDB's default REPEATABLE READ would read them from an older snapshot.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+                                                   "isolation_level": "READ COMMITTED"}
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
 

@@ -18,7 +18,7 @@ from app.identity import with_check_char
 from app.roles import (ROLE_ADMIN, ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER,
                        ROLE_SCHOOL_REGISTRAR)
 from app.schools import region_chain
-from models import Enrollment, Guardian, Region, School, SchoolClass, Student
+from models import Enrollment, Guardian, Quota, Region, School, SchoolClass, Student
 
 REGIONS = [("410000", "河南省", "province", None), ("410100", "郑州市", "city", "410000"),
            ("410102", "中原区", "county", "410100"), ("410105", "金水区", "county", "410100")]
@@ -70,6 +70,8 @@ def load_demo(appbuilder, classes_per_grade=3, students_per_class=42, graduates=
                 class_rows.append(dict(school_id=school_id[key], stage=stage, cohort_year=year - offset,
                                        class_no=no, name=f"{no}班"))
     session.execute(insert(SchoolClass), class_rows)
+    session.execute(insert(Quota), [dict(school_id=school_id[key], year=year, stage=stage, planned=60)
+                                    for key, *_rest, stage in SCHOOLS])
     classes = session.execute(select(SchoolClass.id, SchoolClass.school_id, SchoolClass.stage,
                                      SchoolClass.cohort_year, SchoolClass.class_no)).all()
     county_of = {school_id[key]: county for key, _code, _n, county, *_ in SCHOOLS}

@@ -23,7 +23,8 @@ API_RW = {"get": "read", "get_list": "read", "info": "read",
           "post": "write", "put": "write", "delete": "delete"}
 
 R, W, D = "can_read", "can_write", "can_delete"
-RECORD_MENUS = ("Registry", "Students", "Problems", "Requests", "Organisation", "Schools", "Classes")
+RECORD_MENUS = ("Registry", "Students", "Problems", "Requests", "Organisation", "Schools", "Classes", "Admission",
+                "Admissions", "Quotas")
 
 
 def _menus(*names):
@@ -40,7 +41,8 @@ PROFILE = [
 ] + _menus("Directory", "Registry")
 
 READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student"), ("export_selected", "Student"),
-                (R, "Guardian"), (R, "Request"), (R, "Problem"), (R, "Setting")]
+                (R, "Guardian"), (R, "Request"), (R, "Problem"), (R, "Setting"), (R, "Quota"), (R, "Admission"),
+                ("can_usage", "Quota")]
 DECIDE = [("can_decide", "Request")]
 
 ROLE_PERMISSIONS = {
@@ -49,15 +51,17 @@ ROLE_PERMISSIONS = {
         # school accounts inside the region (app.accounts decides which)
         (R, "User"), (W, "User"), ("resetpasswords", "User"), ("unlock", "User"),
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
-        (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"),
-    ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings"),
+        (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"), (W, "Quota"),
+        ("can_import", "Admission"),
+    ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport"),
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem"),
-                                                             ("can_clear", "Request")]
+                                                             ("can_clear", "Request"), ("can_arbitrate", "Admission")]
     + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings"),
     ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
-        ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem")]
-    + _menus(*RECORD_MENUS),
+        ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
+        ("can_confirm", "Admission"), ("can_change", "Quota")]
+    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement"),
     ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS),
 }
 

@@ -53,6 +53,9 @@ DEFAULT_CHAINS = {
                                        ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     "status_change": ("学籍异动", [("学校审核", "school", ROLE_SCHOOL_LEADER),
                                    ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "quota_change": ("招生计划数变更申请", [("学校审核", "school", ROLE_SCHOOL_LEADER),
+                                           ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "admission_batch": ("录取名单审核", [("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
 }
 
 
@@ -117,10 +120,10 @@ def _load_scoped(session, actor, request_id) -> Request:
     return req
 
 
-def _check_filer(session, actor, kind: Kind, student: Student) -> None:
+def _check_filer(session, actor, kind: Kind, school_id: int) -> None:
     if kind.filer_role not in _roles(actor):
         raise RuleError(f"只有{kind.filer_role}可以提交{kind.title}申请", code="forbidden", status=403)
-    if not school_in_scope(student.school_id, scope_of(actor), session):
+    if not school_in_scope(school_id, scope_of(actor), session):
         raise OutOfScope()
 
 
@@ -139,20 +142,23 @@ def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind) -> 
                         code="evidence_required")
 
 
-def file(session, actor, kind_code: str, student: Student, payload: dict, evidence_ids=(), comment=None) -> Request:
-    """提交: validate, lock the student (在办业务), open the first step. Commits."""
+def file(session, actor, kind_code: str, student: Student | None, payload: dict, evidence_ids=(), comment=None,
+         school_id: int | None = None) -> Request:
+    """提交: validate, lock the student (在办业务), open the first step. Commits. Requests about a school rather
+    than a student (招生计划数变更, an admission batch) pass student=None and the school's id."""
     kind = KINDS[kind_code]
-    _check_filer(session, actor, kind, student)
-    if kind.locks_student:
+    school_id = student.school_id if student is not None else school_id
+    _check_filer(session, actor, kind, school_id)
+    if kind.locks_student and student is not None:
         busy = open_request(session, student.id)
         if busy is not None:
             raise RuleError(f"该生有在办业务（#{busy.id} {busy.summary}，{busy.state}），办结或撤销后才能提交新的申请",
                             code="2002")
     kind.validate(session, student, payload)
     steps = steps_of(session, Request(chain_code=kind.chain))
-    req = Request(kind=kind.code, chain_code=kind.chain, student_id=student.id, school_id=student.school_id,
-                  state=PENDING, step_seq=steps[0].seq, step_due_on=_due(session, steps[0],
-                                                                           _county(session, student.school_id)),
+    req = Request(kind=kind.code, chain_code=kind.chain, student_id=getattr(student, "id", None),
+                  school_id=school_id, state=PENDING, step_seq=steps[0].seq,
+                  step_due_on=_due(session, steps[0], _county(session, school_id)),
                   payload=json.dumps(payload, ensure_ascii=False, default=str),
                   summary=kind.describe(session, student, payload)[:300], filed_by_id=actor.id,
                   filed_at=clock.now(), version=1)
@@ -268,7 +274,8 @@ def resubmit(session, actor, request_id: int, payload: dict | None = None, evide
         raise RuleError("只有被退回或不通过的申请可以重新提交", code="not_returned", status=409)
     kind = KINDS[req.kind]
     student = session.get(Student, req.student_id) if req.student_id else None
-    busy = open_request(session, req.student_id, exclude_id=req.id) if kind.locks_student else None
+    busy = (open_request(session, req.student_id, exclude_id=req.id)
+            if kind.locks_student and req.student_id else None)
     if busy is not None:
         raise RuleError(f"该生有其他在办业务（#{busy.id}），不能重新提交", code="2002")
     payload = payload if payload is not None else payload_of(req)

@@ -2,6 +2,8 @@
 initialization pattern); menu names are the internal keys roles grant `menu_access` on."""
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
+from views.admissions import (AdmissionApi, AdmissionImportView, AdmissionView, ImportBatchApi, PlacementView,
+                              QuotaApi, QuotaView)
 from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
                            RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView, SettingView,
                            StudentApi, StudentView)
@@ -15,6 +17,11 @@ def register_views(appbuilder) -> None:
         category_label=_l("学籍管理"), category_icon="fa-graduation-cap")
     add(ProblemView, "Problems", label=_l("问题学籍"), icon="fa-exclamation-triangle", category="Registry")
     add(RequestView, "Requests", label=_l("申请与审核"), icon="fa-check-square-o", category="Registry")
+    add(AdmissionImportView, "AdmissionImport", label=_l("招生录取（模板导入）"), icon="fa-upload",
+        category="Admission", category_label=_l("招生入学"), category_icon="fa-user-plus")
+    add(AdmissionView, "Admissions", label=_l("录取名单"), icon="fa-list", category="Admission")
+    add(QuotaView, "Quotas", label=_l("招生计划数"), icon="fa-calculator", category="Admission")
+    add(PlacementView, "Placement", label=_l("分班"), icon="fa-th", category="Admission")
     add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
     add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",
         category_label=_l("学校管理"), category_icon="fa-building")
@@ -28,5 +35,5 @@ def register_views(appbuilder) -> None:
     for view in (GuardianView, EnrollmentView, KeyChangeView, StatusChangeView, ChainStepView):
         appbuilder.add_view_no_menu(view)
     for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,
-                EvidenceApi, ProblemApi, AccountApi):
+                EvidenceApi, ProblemApi, QuotaApi, AdmissionApi, ImportBatchApi, AccountApi):
         appbuilder.add_api(api)

@@ -157,7 +157,7 @@ class StudentView(XuejiModelView):
     datamodel = ScopedInterface(Student)
     class_permission_name = "Student"
     route_base = "/student"
-    method_permission_name = {**VIEW_RW, "card": "read"}
+    method_permission_name = {**VIEW_RW, "card": "read", "place": "write"}
     list_title = show_title = _l("学生学籍")
     add_title, edit_title = _l("新增学生"), _l("编辑学生（关键数据须通过变更申请修改）")
     label_columns = STUDENT_LABELS
@@ -219,6 +219,11 @@ class StudentView(XuejiModelView):
     def export_selected(self, items):
         items = items if isinstance(items, list) else [items]
         return self.send_rows(items, "xlsx")
+
+    @action("place", _l("分班"), None, "fa-th")
+    def place(self, items):
+        items = items if isinstance(items, list) else [items]
+        return redirect(url_for("PlacementView.select", ids=[i.id for i in items]))
 
 
 class GuardianView(XuejiModelView):

@@ -1,0 +1,309 @@
+"""招生入学: plans and change requests, template import with per-cell checks, conflicts and arbitration,
+统一招生, 调档, 分班 by template and selection, the CLI, and the plan under concurrent admissions."""
+import io
+import json
+from datetime import datetime
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from app import clock
+from app.extensions import db
+from models import Quota, SchoolClass, Student
+from models.admissions import Admission, ImportBatch
+from models.requests import Request
+from tests.conftest import api_headers
+from tests.test_workflow import _needs_row_locks, _race, decide
+
+YEAR = 2026
+
+
+@pytest.fixture(autouse=True)
+def november_2026():
+    clock.fix(datetime(2026, 11, 20, 10, 0))
+    yield
+    clock.fix(None)
+
+
+def graduates(app, n, school="a1", offset=0):
+    """n of last year's 初中 graduates (the pool 高中 admits from)."""
+    with app.app_context():
+        return db.session.execute(select(Student.name, Student.xjh, Student.id).where(
+            Student.status == "毕业").order_by(Student.id).offset(offset).limit(n)).all()
+
+
+def workbook(client, rows, path="/admissionimport/template"):
+    """The downloaded template, filled with `rows` (lists of cell values) below the header."""
+    wb = load_workbook(io.BytesIO(client.get(path).data))
+    ws = wb.worksheets[0]
+    for r, values in enumerate(rows, start=2):
+        for c, value in enumerate(values, start=1):
+            ws.cell(r, c, value)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def upload(c, school_id, data, name="录取名单.xlsx"):
+    resp = c.post("/admissionimport/upload", data={"school_id": str(school_id), "file": (io.BytesIO(data), name)},
+                  content_type="multipart/form-data")
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    return int(resp.headers["Location"].rstrip("/").split("/")[-1]) if "/batch/" in resp.headers["Location"] \
+        else None
+
+
+def set_plan(app, school_id, planned, stage="高中"):
+    with app.app_context():
+        q = db.session.scalar(select(Quota).where(Quota.school_id == school_id, Quota.year == YEAR,
+                                                  Quota.stage == stage))
+        q.planned = planned
+        db.session.commit()
+
+
+def admissions_of(app, school_id):
+    with app.app_context():
+        return db.session.execute(select(Admission.student_id, Admission.state).where(
+            Admission.school_id == school_id, Admission.current == 1).order_by(Admission.id)).all()
+
+
+def test_template_is_protected_and_explained(app, world, as_user):
+    data = as_user("school_a2_clerk").get("/admissionimport/template").data
+    wb = load_workbook(io.BytesIO(data))
+    ws = wb.worksheets[0]
+    assert [c.value for c in ws[1]][:3] == ["姓名", "学籍号", "中学阶段"]
+    assert ws.freeze_panes == "A2" and ws["B2"].number_format == "@"
+    assert ws.data_validations.dataValidation and "填写说明" in wb.sheetnames
+
+
+def test_import_checks_every_row_and_commits_the_valid_ones(app, world, as_user):
+    c = as_user("school_a2_clerk")
+    g = graduates(app, 4)
+    rows = [[n, x] for n, x, _ in g[:3]] + [
+        ["错名字", g[3][1]],                       # name does not match
+        ["某某", "G4101022011999999X9"[:19]],       # unknown number
+        [g[0][0], g[0][1]],                         # duplicate row
+        ["张三", 410102201203225150],               # ID turned into a number by Excel
+    ]
+    bid = upload(c, world.schools["a2"], workbook(c, rows))
+    page = c.get(f"/admissionimport/batch/{bid}").get_data(as_text=True)
+    for text in ("第5行“姓名”", "第6行“学籍号”", "与第2行重复", "第8行“学籍号”", "有效"):
+        assert text in page, text
+    annotated = load_workbook(io.BytesIO(c.get(f"/admissionimport/batch/{bid}/annotated").data)).worksheets[0]
+    assert annotated.cell(5, 1).comment is not None and annotated.cell(2, 1).comment is None
+    assert c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "all_or_nothing"}).status_code == 302
+    assert admissions_of(app, world.schools["a2"]) == []                    # all-or-nothing refused
+    c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    assert [s for _, s in admissions_of(app, world.schools["a2"])] == ["待审核"] * 3
+    # re-uploading the same file creates nothing twice
+    assert upload(c, world.schools["a2"], workbook(c, rows)) is not None
+    c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    assert len(admissions_of(app, world.schools["a2"])) == 3
+
+
+def test_county_approval_transfers_the_records(app, world, as_user, client):
+    c = as_user("school_a2_clerk")
+    g = graduates(app, 2)
+    bid = upload(c, world.schools["a2"], workbook(c, [[n, x] for n, x, _ in g]))
+    c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    with app.app_context():
+        rid = db.session.get(ImportBatch, bid).request_id
+        assert db.session.get(Student, g[0][2]).status == "毕业"            # nothing moves before approval
+    assert decide(client, "county_b_reviewer", rid).status_code == 404      # not its county
+    assert decide(client, "county_a_reviewer", rid).status_code == 200
+    with app.app_context():
+        s = db.session.get(Student, g[0][2])
+        assert (s.school_id, s.status, s.stage, s.cohort_year, s.class_id) == (
+            world.schools["a2"], "在校", "高中", YEAR, None)
+        assert db.session.get(ImportBatch, bid).state == "已通过"
+    assert {st for _, st in admissions_of(app, world.schools["a2"])} == {"已调档"}
+
+
+def test_plan_limits_admissions_with_numbers_in_the_message(app, world, as_user):
+    set_plan(app, world.schools["a2"], 2)
+    c = as_user("school_a2_clerk")
+    g = graduates(app, 3)
+    bid = upload(c, world.schools["a2"], workbook(c, [[n, x] for n, x, _ in g]))
+    page = c.get(f"/admissionimport/batch/{bid}").get_data(as_text=True)
+    assert "超出招生计划（计划2人，剩余2人）" in page
+    c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    assert len(admissions_of(app, world.schools["a2"])) == 2
+
+
+def test_double_admission_goes_to_arbitration(app, world, as_user, client):
+    g = graduates(app, 1)
+    for school in ("a2", "b2"):
+        c = as_user(f"school_{school}_clerk")
+        bid = upload(c, world.schools[school], workbook(c, [[g[0][0], g[0][1]]]))
+        page = c.get(f"/admissionimport/batch/{bid}").get_data(as_text=True)
+        if school == "b2":
+            assert "重复招生" in page
+        c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    assert admissions_of(app, world.schools["a2"])[0][1] == "冲突"
+    assert admissions_of(app, world.schools["b2"])[0][1] == "冲突"
+    with app.app_context():
+        keep = db.session.scalar(select(Admission.id).where(Admission.school_id == world.schools["b2"]))
+    assert as_user("school_b2_clerk").post(f"/admission/arbitrate/{keep}").status_code == 403
+    as_user("county_b_reviewer").post(f"/admission/arbitrate/{keep}", data={"reason": "家长选择"})
+    assert admissions_of(app, world.schools["a2"]) == []                     # cancelled, place released
+    assert admissions_of(app, world.schools["b2"])[0][1] == "待审核"
+    rows = client.get("/api/v1/admission/", headers=api_headers(client, "school_a2_clerk")).get_json()["result"]
+    assert rows[0]["state"] == "已取消" and "仲裁取消" in rows[0]["note"]
+
+
+def test_unified_admission_is_confirmed_by_the_school(app, world, as_user):
+    g = graduates(app, 2)
+    county = as_user("county_a_clerk")
+    bid = upload(county, world.schools["a2"], workbook(county, [[n, x] for n, x, _ in g]))
+    county.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    assert {s for _, s in admissions_of(app, world.schools["a2"])} == {"待确认"}
+    with app.app_context():
+        ids = list(db.session.scalars(select(Admission.id).where(Admission.school_id == world.schools["a2"])))
+    as_user("school_a2_clerk").post("/admission/action_post", data={"action": "confirm", "rowid": ids})
+    assert {s for _, s in admissions_of(app, world.schools["a2"])} == {"待审核"}
+    with app.app_context():
+        assert db.session.scalar(select(Request.kind).where(Request.school_id == world.schools["a2"])) == \
+            "admission_batch"
+
+
+def test_quota_change_request_for_the_current_year_only(app, world, client):
+    with app.app_context():
+        q = db.session.scalar(select(Quota).where(Quota.school_id == world.schools["a2"]))
+        old = db.session.add(Quota(school_id=world.schools["a2"], year=YEAR - 1, stage="高中", planned=10))
+        db.session.commit()
+        old = db.session.scalar(select(Quota.id).where(Quota.year == YEAR - 1))
+        qid = q.id
+    h = api_headers(client, "school_a2_clerk")
+    from app import workflow
+    from models import XuejiUser
+    with app.app_context():
+        clerk = db.session.get(XuejiUser, world.users["school_a2_clerk"])
+        from app.errors import RuleError
+        with pytest.raises(RuleError) as err:
+            workflow.file(db.session, clerk, "quota_change", None, {"quota_id": old, "requested": 20,
+                                                                     "reason": "复学占用"}, school_id=q.school_id)
+        assert err.value.code == "not_current_year"
+        db.session.rollback()
+        req = workflow.file(db.session, clerk, "quota_change", None,
+                            {"quota_id": qid, "current": 60, "requested": 80, "reason": "复学2人、转入3人占用计划"},
+                            school_id=world.schools["a2"])
+        rid = req.id
+    decide(client, "school_a2_leader", rid)
+    assert decide(client, "county_a_reviewer", rid).status_code == 200
+    with app.app_context():
+        assert db.session.get(Quota, qid).planned == 80
+    assert h
+
+
+def test_placement_by_template_refuses_an_overfilling_file_whole(app, world, as_user):
+    c = as_user("school_a2_clerk")
+    g = graduates(app, 3)
+    bid = upload(c, world.schools["a2"], workbook(c, [[n, x] for n, x, _ in g]))
+    c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
+    with app.app_context():
+        rid = db.session.get(ImportBatch, bid).request_id
+    from tests.conftest import api_headers as _h  # noqa: F401
+    county = as_user("county_a_reviewer")
+    county.post(f"/request/decide/{rid}", data={"decision": "通过"})
+    with app.app_context():
+        klass = db.session.scalar(select(SchoolClass).where(SchoolClass.school_id == world.schools["a2"],
+                                                            SchoolClass.cohort_year == YEAR))
+        klass.capacity = db.session.scalar(select(func.count()).select_from(Student).where(
+            Student.class_id == klass.id)) + 2                      # two seats left
+        db.session.commit()
+        name = klass.name
+    rows = [[x, n, name] for n, x, _ in g]
+    page = c.post("/placement/upload", data={"school_id": str(world.schools["a2"]),
+                                             "file": (io.BytesIO(workbook(c, rows, "/placement/template")), "分班.xlsx")},
+                  content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+    assert "整个文件未导入" in page and "本次分入3人" in page
+    with app.app_context():
+        assert all(db.session.get(Student, sid).class_id is None for _, _, sid in g)
+    page = c.post("/placement/upload", data={"school_id": str(world.schools["a2"]),
+                                             "file": (io.BytesIO(workbook(c, rows[:2], "/placement/template")),
+                                                      "分班.xlsx")},
+                  content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+    assert "已为2名学生分班" in page
+    # by selection: the third student, into another class of the grade
+    with app.app_context():
+        other = db.session.scalar(select(SchoolClass.id).where(SchoolClass.school_id == world.schools["a2"],
+                                                               SchoolClass.cohort_year == YEAR,
+                                                               SchoolClass.id != klass.id))
+    c.post("/placement/select", data={"ids": [g[2][2]], "class_id": other})
+    with app.app_context():
+        assert db.session.get(Student, g[2][2]).class_id == other
+
+
+def test_cli_checks_like_the_web_and_reports_json(app, world, tmp_path):
+    g = graduates(app, 2)
+    c = app.test_client()
+    c.post("/login/", data={"username": "school_a2_clerk", "password": "Xueji#2026"})
+    good = tmp_path / "good.xlsx"
+    good.write_bytes(workbook(c, [[n, x] for n, x, _ in g]))
+    bad = tmp_path / "bad.xlsx"
+    bad.write_bytes(workbook(c, [[g[0][0], g[0][1]], ["错名字", g[1][1]]]))
+    junk = tmp_path / "junk.xlsx"
+    junk.write_bytes(b"#!/bin/sh\necho hi\n")
+    runner = app.test_cli_runner()
+    code = lambda *a: runner.invoke(args=["xueji", "import-admissions", *a, "--school", "4101020002"])  # noqa: E731
+    assert code(str(good), "--dry-run").exit_code == 0
+    result = code(str(bad), "--dry-run", "--json")
+    assert result.exit_code == 1
+    issue = json.loads(result.stdout.strip().splitlines()[0])
+    assert (issue["row"], issue["column"], issue["code"]) == (3, "姓名", "name_mismatch")
+    assert code(str(junk), "--dry-run").exit_code == 2
+    assert admissions_of(app, world.schools["a2"]) == []                      # dry runs write nothing
+    assert code(str(good)).exit_code == 0
+    assert len(admissions_of(app, world.schools["a2"])) == 2
+
+
+def test_the_plan_holds_under_concurrent_admissions(app, world):
+    """Two batches filling the last place at once: the quota row lock lets one in."""
+    _needs_row_locks(app)
+    from app import admissions
+    set_plan(app, world.schools["a2"], 1)
+    g = graduates(app, 2)
+
+    def admit(student_id):
+        def run():                       # what commit_batch does once its rows are checked
+            school_id = world.schools["a2"]
+            admissions.check_room(db.session, school_id, YEAR, "高中", 1)
+            db.session.add(Admission(student_id=student_id, school_id=school_id, year=YEAR, stage="高中",
+                                     state="待审核", current=1, created_at=datetime.now()))
+            db.session.commit()
+            return True
+        return run
+    results = _race(app, [admit(g[0][2]), admit(g[1][2])])
+    assert sorted(r is True for r in results) == [False, True], [repr(r) for r in results]
+    assert len(admissions_of(app, world.schools["a2"])) == 1
+
+
+def test_counts_after_a_lock_see_rows_committed_meanwhile(app, world):
+    """The plan check reads the admissions count after locking the plan row; a snapshot taken earlier in the
+    same transaction (as commit_batch's own checks do) must not hide a concurrent admission."""
+    _needs_row_locks(app)
+    import threading
+    from app import admissions
+    set_plan(app, world.schools["a2"], 1)
+    g = graduates(app, 2)
+    school_id = world.schools["a2"]
+    first_locked, second_counted = threading.Event(), threading.Event()
+
+    def first():
+        admissions.check_room(db.session, school_id, YEAR, "高中", 1)
+        first_locked.set()
+        db.session.add(Admission(student_id=g[0][2], school_id=school_id, year=YEAR, stage="高中", state="待审核",
+                                 current=1, created_at=datetime.now()))
+        second_counted.wait(5)
+        db.session.commit()
+        return True
+
+    def second():
+        admissions.used(db.session, school_id, YEAR, "高中")        # an early read: the snapshot starts here
+        second_counted.set()
+        first_locked.wait(5)
+        admissions.check_room(db.session, school_id, YEAR, "高中", 1)
+        db.session.commit()
+        return True
+    results = _race(app, [first, second])
+    assert results[0] is True and not (results[1] is True), [repr(r) for r in results]

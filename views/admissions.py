@@ -1,0 +1,307 @@
+"""招生入学 screens: plans and their change requests, template upload → check → preview → commit, the annotated
+workbook, admissions with 统一招生 confirmation and 重复招生 arbitration, and 分班 by template or selection."""
+import io
+
+from flask import abort, flash, g, redirect, request, send_file, url_for
+from flask_appbuilder import BaseView
+from flask_appbuilder.actions import action
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.views import expose
+from sqlalchemy import func, select
+
+from app import admissions, placement, spreadsheets, workflow
+from app.errors import RuleError
+from app.extensions import db
+from app.i18n import _l
+from app.roles import VIEW_RW
+from app.scoping import ScopedInterface, apply_scope, current_scope
+from models import School, SchoolClass, Student
+from models.admissions import CONFLICT, Admission, ImportBatch, Quota
+from views.base import XuejiApi, XuejiModelView
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _schools():
+    return list(db.session.scalars(apply_scope(select(School), School).order_by(School.code)))
+
+
+def _school(school_id) -> School:
+    school = next((s for s in _schools() if s.id == int(school_id or 0)), None)
+    return school or abort(404)
+
+
+def _xlsx(data: bytes, name: str):
+    return send_file(io.BytesIO(data), as_attachment=True, download_name=name, mimetype=XLSX)
+
+
+class QuotaView(XuejiModelView):
+    datamodel = ScopedInterface(Quota)
+    class_permission_name = "Quota"
+    route_base = "/quota"
+    method_permission_name = {**VIEW_RW, "usage": "usage", "change": "change"}
+    list_title = show_title = _l("招生计划数")
+    add_title, edit_title = _l("设置招生计划数"), _l("修改招生计划数")
+    label_columns = {"school": _l("学校"), "year": _l("年度"), "stage": _l("学段"), "planned": _l("计划数")}
+    list_columns = ["school", "year", "stage", "planned"]
+    add_columns = edit_columns = show_columns = ["school", "year", "stage", "planned"]
+    search_columns = ["school", "year", "stage"]
+    base_order = ("year", "desc")
+    list_template = "xueji/quota_list.html"
+
+    def _usage(self):
+        """Plan, used and remaining for the user's scope: one grouped query."""
+        used = dict(((s, y, st), n) for s, y, st, n in db.session.execute(apply_scope(
+            select(Admission.school_id, Admission.year, Admission.stage, func.count())
+            .where(Admission.current == 1).group_by(Admission.school_id, Admission.year, Admission.stage),
+            Admission)).all())
+        quotas = db.session.scalars(apply_scope(select(Quota), Quota).order_by(Quota.year.desc(), Quota.school_id))
+        return [(q, used.get((q.school_id, q.year, q.stage), 0)) for q in quotas]
+
+    @expose("/usage")
+    @has_access
+    def usage(self):
+        return self.render_template("xueji/quota_usage.html", rows=self._usage(), title=_l("招生计划使用情况"))
+
+    @expose("/change/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def change(self, pk):
+        """招生计划数变更申请 (current year only): the county approves through the workflow engine."""
+        quota = self.datamodel.get(pk) or abort(404)
+        taken = admissions.used(db.session, quota.school_id, quota.year, quota.stage)
+        if request.method == "POST":
+            payload = {"quota_id": quota.id, "current": quota.planned, "requested": request.form.get("requested"),
+                       "reason": request.form.get("reason", "")}
+            try:
+                req = workflow.file(db.session, g.user, "quota_change", None, payload, (), payload["reason"],
+                                    school_id=quota.school_id)
+                flash(f"招生计划数变更申请 #{req.id} 已提交", "success")
+                return redirect(url_for("RequestView.show", pk=req.id))
+            except (RuleError, ValueError) as exc:
+                db.session.rollback()
+                flash(getattr(exc, "message", "请填写正确的数字"), "danger")
+        return self.render_template("xueji/quota_change.html", quota=quota, used=taken, title=_l("招生计划数变更申请"))
+
+
+class AdmissionImportView(BaseView):
+    """自主招生 by template: download → fill → upload → check (dry run) → preview → commit."""
+    route_base = "/admissionimport"
+    class_permission_name = "Admission"
+    method_permission_name = {"index": "import", "template": "import", "upload": "import", "batch": "import",
+                              "annotated": "import", "commit": "import"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        batches = db.session.scalars(apply_scope(select(ImportBatch).where(ImportBatch.kind == "admission"),
+                                                 ImportBatch).order_by(ImportBatch.id.desc()).limit(50)).all()
+        return self.render_template("xueji/admission_import.html", schools=_schools(), batches=batches,
+                                    year=admissions.admission_year(), title=_l("招生录取（模板导入）"))
+
+    @expose("/template")
+    @has_access
+    def template(self):
+        data = spreadsheets.build_template(admissions.COLUMNS, "录取名单", admissions.INSTRUCTIONS)
+        return _xlsx(data, "自主招生录取名单模板.xlsx")
+
+    @expose("/upload", methods=["POST"])
+    @has_access
+    def upload(self):
+        school = _school(request.form.get("school_id"))
+        f = request.files.get("file")
+        if f is None or not f.filename:
+            flash("请选择要上传的文件", "danger")
+            return redirect(url_for("AdmissionImportView.index"))
+        method = "统一招生" if current_scope().kind == "region" else "自主招生"
+        try:
+            data = f.read(spreadsheets.MAX_BYTES + 1)
+            spreadsheets.read_table(data, f.filename, admissions.COLUMNS)     # refuse bad files before keeping
+            batch = admissions.receive(db.session, data, f.filename, school, admissions.admission_year(), g.user,
+                                       method=method)
+            admissions.check_batch(db.session, batch)
+            db.session.commit()
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+            return redirect(url_for("AdmissionImportView.index"))
+        return redirect(url_for("AdmissionImportView.batch", pk=batch.id))
+
+    def _batch(self, pk) -> ImportBatch:
+        batch = db.session.scalars(apply_scope(select(ImportBatch).where(ImportBatch.id == pk), ImportBatch)).first()
+        return batch or abort(404)
+
+    @expose("/batch/<int:pk>")
+    @has_access
+    def batch(self, pk):
+        batch = self._batch(pk)
+        checked = admissions.check_batch(db.session, batch)
+        db.session.commit()
+        by_row = {}
+        for issue in checked.issues:
+            by_row.setdefault(issue.row, []).append(issue)
+        return self.render_template("xueji/admission_batch.html", batch=batch, checked=checked, by_row=by_row,
+                                    rows=checked.rows[:1000], title=_l("校验结果"))
+
+    @expose("/batch/<int:pk>/annotated")
+    @has_access
+    def annotated(self, pk):
+        batch = self._batch(pk)
+        checked = admissions.check_batch(db.session, batch)
+        db.session.rollback()
+        data = spreadsheets.annotate(checked.rows, checked.issues, admissions.COLUMNS)
+        return _xlsx(data, f"校验结果_{batch.filename.rsplit('.', 1)[0]}.xlsx")
+
+    @expose("/batch/<int:pk>/commit", methods=["POST"])
+    @has_access
+    def commit(self, pk):
+        batch = self._batch(pk)
+        try:
+            n, conflicts = admissions.commit_batch(db.session, batch, g.user,
+                                                   request.form.get("mode") == "all_or_nothing")
+            flash(f"已提交{n}名学生" + (f"，其中{conflicts}名重复招生待仲裁" if conflicts else "") +
+                  ("，等待学校确认" if batch.method == "统一招生" else "，等待区县教育局审核"), "success")
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("AdmissionImportView.batch", pk=pk))
+
+
+class AdmissionView(XuejiModelView):
+    """录取名单: confirmation of 统一招生 lists by the school, arbitration of 重复招生 by the county."""
+    datamodel = ScopedInterface(Admission)
+    class_permission_name = "Admission"
+    method_permission_name = {"list": "read", "show": "read", "confirm": "confirm", "arbitrate": "arbitrate",
+                              "action": "read", "action_post": "read"}
+    route_base = "/admission"
+    include_route_methods = {"list", "show", "action", "action_post", "arbitrate"}
+    list_title = show_title = _l("录取名单")
+    label_columns = {"student": _l("学生"), "school": _l("录取学校"), "year": _l("年度"), "stage": _l("学段"),
+                     "method": _l("招生方式"), "state": _l("状态"), "created_at": _l("录取时间"),
+                     "decided_at": _l("办结时间"), "note": _l("说明")}
+    list_columns = ["student", "school", "year", "stage", "method", "state", "created_at", "note"]
+    show_columns = list_columns + ["decided_at"]
+    search_columns = ["school", "year", "stage", "method", "state"]
+    base_order = ("id", "desc")
+
+    @action("confirm", _l("确认录取（统一招生）"), None, "fa-check")
+    def confirm(self, items):
+        items = items if isinstance(items, list) else [items]
+        try:
+            scope = current_scope()
+            n = admissions.confirm(db.session, g.user, scope.school_id, [i.id for i in items])
+            db.session.commit()
+            flash(f"已确认{n}名学生，等待区县教育局审核", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("AdmissionView.list"))
+
+    @expose("/arbitrate/<int:pk>", methods=["POST"])
+    @has_access
+    def arbitrate(self, pk):
+        adm = self.datamodel.get(pk) or abort(404)
+        try:
+            admissions.arbitrate(db.session, g.user, adm.id, request.form.get("reason", "") or "区县仲裁")
+            flash("已仲裁：保留该校录取，其他学校的录取已取消", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("AdmissionView.list", _flt_0_state=CONFLICT))
+
+
+class PlacementView(BaseView):
+    """分班: by template (学籍号, 姓名, 班级) with the same check/preview flow, or for selected students."""
+    route_base = "/placement"
+    class_permission_name = "SchoolClass"
+    method_permission_name = {"index": "write", "template": "write", "upload": "write", "select": "write"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        return self.render_template("xueji/placement.html", schools=_schools(), title=_l("分班"), result=None)
+
+    @expose("/template")
+    @has_access
+    def template(self):
+        return _xlsx(spreadsheets.build_template(placement.COLUMNS, "分班名单", placement.INSTRUCTIONS),
+                     "分班模板.xlsx")
+
+    @expose("/upload", methods=["POST"])
+    @has_access
+    def upload(self):
+        school = _school(request.form.get("school_id"))
+        f = request.files.get("file")
+        result = None
+        try:
+            rows, issues = spreadsheets.read_table(f.read(spreadsheets.MAX_BYTES + 1) if f else b"",
+                                                   f.filename if f else "", placement.COLUMNS)
+            places, issues = placement.check_placements(db.session, school.id, rows, issues)
+            if issues:
+                result = {"issues": issues, "rows": len(rows)}
+                flash(f"有{len({i.row for i in issues})}行未通过校验，未分班", "danger")
+            else:
+                n = placement.apply_placements(db.session, places)
+                flash(f"已为{n}名学生分班", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        return self.render_template("xueji/placement.html", schools=_schools(), title=_l("分班"), result=result)
+
+    @expose("/select", methods=["GET", "POST"])
+    @has_access
+    def select(self):
+        ids = [int(i) for i in request.values.getlist("ids")]
+        students = db.session.scalars(apply_scope(select(Student).where(Student.id.in_(ids)), Student)).all()
+        if len(students) != len(set(ids)):
+            abort(404)
+        if request.method == "POST" and request.form.get("class_id"):
+            klass = db.session.get(SchoolClass, int(request.form["class_id"]))
+            if klass is None or any(s.school_id != klass.school_id for s in students):
+                abort(404)
+            try:
+                n = placement.apply_placements(db.session, {s.id: klass.id for s in students})
+                flash(f"已将{n}名学生分入{klass.cohort_year}级{klass.name}", "success")
+                return redirect(url_for("StudentView.list"))
+            except RuleError as exc:
+                db.session.rollback()
+                flash(exc.message, "danger")
+        school_ids = {s.school_id for s in students}
+        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id.in_(school_ids))
+                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        return self.render_template("xueji/placement_select.html", students=students, classes=classes,
+                                    title=_l("分班"))
+
+
+class QuotaApi(XuejiApi):
+    resource_name = "quota"
+    datamodel = ScopedInterface(Quota)
+    class_permission_name = "Quota"
+    list_columns = show_columns = ["id", "school_id", "year", "stage", "planned"]
+    add_columns = edit_columns = ["school_id", "year", "stage", "planned"]
+    search_columns = ["school_id", "year", "stage"]
+
+
+class AdmissionApi(XuejiApi):
+    resource_name = "admission"
+    datamodel = ScopedInterface(Admission)
+    class_permission_name = "Admission"
+    method_permission_name = {"get": "read", "get_list": "read", "info": "read"}
+    include_route_methods = {"get", "get_list", "info"}
+    list_columns = show_columns = ["id", "student_id", "school_id", "year", "stage", "method", "state", "batch_id",
+                                   "source_row", "created_at", "decided_at", "note"]
+    search_columns = ["school_id", "year", "stage", "method", "state", "student_id"]
+
+
+class ImportBatchApi(XuejiApi):
+    resource_name = "importbatch"
+    datamodel = ScopedInterface(ImportBatch)
+    class_permission_name = "Admission"
+    method_permission_name = {"get": "read", "get_list": "read", "info": "read"}
+    include_route_methods = {"get", "get_list", "info"}
+    list_columns = show_columns = ["id", "school_id", "kind", "method", "year", "stage", "filename", "rows",
+                                   "valid_rows", "error_count", "state", "request_id", "uploaded_at",
+                                   "committed_at"]
+    search_columns = ["school_id", "kind", "state"]
+
