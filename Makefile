@@ -9,7 +9,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run init test clean-db help translations
+.PHONY: install run init test clean-db help translations bench
 
 help:
 	@echo "make run    create .venv, migrate instance/xueji.db (or DATABASE_URL), load demo data once, serve :$(PORT)"
@@ -40,3 +40,7 @@ translations: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k _ -o app/translations/messages.pot .
 	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations -l en --no-fuzzy-matching
 	$(BIN)/pybabel compile -d app/translations
+
+# Benchmarks (not part of `make test`): BENCH_DATABASE_URL picks the database (default: a scratch SQLite file).
+bench: install
+	$(BIN)/python bench/bench_import.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)

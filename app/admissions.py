@@ -88,10 +88,16 @@ def check_admissions(session, school: School, year: int, rows: list[Row], issues
     stage = next((s for s in STAGES_OF.get(school.school_type, ()) if s == "高中"), None) or "初中"
     result = Checked(rows, list(issues), stage=stage)
     keys = {r.number: (r.values.get("学籍号") or "") for r in rows}
-    by_xjh = {s.xjh: s for s in session.scalars(select(Student).where(
-        Student.xjh.in_({k for k in keys.values() if len(k) == 19}), Student.deleted_at.is_(None)))}
-    by_id = {s.id_number: s for s in session.scalars(select(Student).where(
-        Student.id_number.in_({k for k in keys.values() if len(k) == 18}), Student.deleted_at.is_(None)))}
+    wanted = (Student.id, Student.xjh, Student.id_number, Student.name, Student.stage, Student.status)
+    live = Student.deleted_at.is_(None)
+    by_xjh, by_id = {}, {}
+    xjhs = sorted({k for k in keys.values() if len(k) == 19})
+    numbers = sorted({k for k in keys.values() if len(k) == 18})
+    for chunk in range(0, max(len(xjhs), len(numbers)), 5000):     # bounded IN lists, a few queries per file
+        for s in session.execute(select(*wanted).where(Student.xjh.in_(xjhs[chunk:chunk + 5000]), live)):
+            by_xjh[s.xjh] = s
+        for s in session.execute(select(*wanted).where(Student.id_number.in_(numbers[chunk:chunk + 5000]), live)):
+            by_id[s.id_number] = s
     seen: dict[int, int] = {}
     flagged = {i.row for i in issues}
     for row in rows:
@@ -131,8 +137,12 @@ def _against_admissions(session, school, year, result: Checked) -> None:
     if not ids:
         return
     rows_of = {sid: n for n, sid in result.matches.items()}
-    for adm in session.scalars(select(Admission).where(Admission.student_id.in_(ids), Admission.year == year,
-                                                       Admission.current == 1)):
+    found = []
+    ids = sorted(ids)
+    for chunk in range(0, len(ids), 5000):
+        found.extend(session.scalars(select(Admission).where(Admission.student_id.in_(ids[chunk:chunk + 5000]),
+                                                             Admission.year == year, Admission.current == 1)))
+    for adm in found:
         n = rows_of[adm.student_id]
         if adm.school_id == school.id:
             result.issues.append(_issue(n, "学籍号", "already_admitted", "本校已录取该生"))

@@ -68,6 +68,8 @@ def admissions_of(app, school_id):
 
 
 def test_template_is_protected_and_explained(app, world, as_user):
+    page = as_user("school_a2_clerk").get("/admissionimport/").get_data(as_text=True)
+    assert "下载录取名单模板" in page and "upload-progress" in page         # large files show their progress
     data = as_user("school_a2_clerk").get("/admissionimport/template").data
     wb = load_workbook(io.BytesIO(data))
     ws = wb.worksheets[0]

@@ -1,0 +1,123 @@
+"""Benchmark: a 20,000-row admission template, dry run (read + set-wise check) and commit, against baselines
+measured in the same run: python-calamine reading the same file, and a bulk INSERT of the same rows.
+
+    .venv/bin/python bench/bench_import.py [--rows 20000] [--repeat 5] [--database-url URL]
+
+Prints median and p95 per step and the ratio to its baseline; writes nothing into the project database
+(a scratch SQLite file, or the given URL's database, which it empties first)."""
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def timed(fn, repeat):
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    runs.sort()
+    return statistics.median(runs), runs[min(len(runs) - 1, int(round(0.95 * (len(runs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--database-url")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="xueji-bench-")
+    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+
+    from openpyxl import Workbook
+    from python_calamine import CalamineWorkbook
+    from sqlalchemy import delete, insert, select
+
+    from app import admissions, create_app, spreadsheets
+    from app.cli import prepare_database
+    from app.extensions import db
+    from models import Quota, School, Student
+    from models.admissions import Admission
+    from tests.conftest import drop_everything
+
+    drop_everything(url)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": f"{tmp}/uploads",
+                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
+    with app.app_context():
+        prepare_database(False)
+        from app.demo import load_demo
+        load_demo(app.appbuilder, classes_per_grade=1, students_per_class=1, graduates=0, with_problems=False,
+                  near_cap=False)
+        school = db.session.scalar(select(School).where(School.code == "4101020002"))
+        junior = db.session.scalar(select(School.id).where(School.code == "4101020001"))
+        year = admissions.admission_year()
+        db.session.execute(Quota.__table__.update().where(Quota.school_id == school.id).values(planned=args.rows))
+        graduates = []
+        for i in range(args.rows):                       # graduates of the 初中 to admit (temporary L学籍号)
+            born = date(2011, 1, 1) + timedelta(days=i // 9000)
+            graduates.append(dict(xjh=f"L410102{born:%Y%m%d}{i % 9000 + 1:04d}", name=f"学生{i}", sex="1",
+                                  birth_date=born, id_type="Z", id_number=None, school_id=junior, stage="初中",
+                                  cohort_year=year - 3, status="毕业", has_problem=False))
+        for start in range(0, len(graduates), 5000):
+            db.session.execute(insert(Student), graduates[start:start + 5000])
+        db.session.commit()
+        wb = Workbook(write_only=True)
+        ws = wb.create_sheet("录取名单")
+        ws.append(["姓名", "学籍号", "中学阶段"])
+        for g in graduates:
+            ws.append([g["name"], g["xjh"], None])
+        buf = io.BytesIO()
+        wb.save(buf)
+        data = buf.getvalue()
+
+        def read_baseline():
+            CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0).to_python()
+
+        def dry_run():
+            rows_, issues = spreadsheets.read_table(data, "bench.xlsx", admissions.COLUMNS)
+            checked = admissions.check_admissions(db.session, school, year, rows_, issues)
+            assert len(checked.valid) == args.rows, (len(checked.valid), checked.issues[:3])
+            db.session.rollback()
+
+        ids = [sid for (sid,) in db.session.execute(select(Student.id).where(Student.school_id == junior))]
+
+        def insert_baseline():
+            db.session.execute(insert(Admission), [dict(student_id=s, school_id=school.id, year=year, stage="高中",
+                                                         state="待审核", current=1, created_at=datetime.now())
+                                                    for s in ids])
+            db.session.rollback()
+
+        def commit():
+            from models import XuejiUser
+            actor = db.session.scalar(select(XuejiUser).where(XuejiUser.username == "school_a2_clerk"))
+            batch = admissions.receive(db.session, data, "bench.xlsx", school, year, actor)
+            admissions.commit_batch(db.session, batch, actor)
+            db.session.execute(delete(Admission))
+            from models.admissions import ImportBatch
+            from models.requests import Request, RequestStep
+            db.session.execute(delete(RequestStep))
+            db.session.execute(delete(ImportBatch))
+            db.session.execute(delete(Request))
+            db.session.commit()
+
+        results = [("read (python-calamine), baseline", timed(read_baseline, args.repeat), None),
+                   ("dry run: read + check", timed(dry_run, args.repeat), 0),
+                   ("bulk INSERT of the rows, baseline", timed(insert_baseline, args.repeat), None),
+                   ("commit: check again + insert + review request", timed(commit, args.repeat), 2)]
+    dialect = url.split(":", 1)[0]
+    print(f"\nadmission import — {args.rows} rows, {dialect}, {os.cpu_count()} cores, median of {args.repeat}")
+    print("| step | median s | p95 s | ratio to baseline |\n|---|---|---|---|")
+    for name, (median, p95), base in results:
+        ratio = f"{median / results[base][1][0]:.1f}x" if base is not None else "—"
+        print(f"| {name} | {median:.3f} | {p95:.3f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
