@@ -145,12 +145,15 @@ def test_double_admission_goes_to_arbitration(app, world, as_user, client):
     assert admissions_of(app, world.schools["b2"])[0][1] == "冲突"
     with app.app_context():
         keep = db.session.scalar(select(Admission.id).where(Admission.school_id == world.schools["b2"]))
+    for school in ("a2", "b2"):             # both schools see the conflict on their 待办
+        assert "重复招生" in as_user(f"school_{school}_clerk").get("/").get_data(as_text=True)
     assert as_user("school_b2_clerk").post(f"/admission/arbitrate/{keep}").status_code == 403
     as_user("county_b_reviewer").post(f"/admission/arbitrate/{keep}", data={"reason": "家长选择"})
     assert admissions_of(app, world.schools["a2"]) == []                     # cancelled, place released
     assert admissions_of(app, world.schools["b2"])[0][1] == "待审核"
     rows = client.get("/api/v1/admission/", headers=api_headers(client, "school_a2_clerk")).get_json()["result"]
     assert rows[0]["state"] == "已取消" and "仲裁取消" in rows[0]["note"]
+    assert "仲裁取消" in as_user("school_a2_clerk").get("/").get_data(as_text=True)      # the outcome, too
 
 
 def test_unified_admission_is_confirmed_by_the_school(app, world, as_user):

@@ -59,7 +59,7 @@ class HomeView(IndexView):
     @expose("/")
     def index(self):
         user = g.user
-        counts, problem_count, waiting, returned = [], 0, [], []
+        counts, problem_count, waiting, returned, conflicts = [], 0, [], [], []
         if user is not None and user.is_authenticated:
             q = apply_scope(select(Student.status, func.count()).where(Student.deleted_at.is_(None))
                             .group_by(Student.status), Student)
@@ -67,11 +67,22 @@ class HomeView(IndexView):
             problem_count = problems.queue_count(db.session, current_scope())
             waiting = workflow.waiting_for(db.session, user)
             returned = workflow.returned_to(db.session, user)
+            conflicts = _admission_news(user)
         today = clock.today()
         waiting.sort(key=lambda r: (not (r.step_due_on and r.step_due_on < today), r.step_due_on or today, r.id))
         return self.render_template(self.index_template, appbuilder=self.appbuilder, counts=counts,
                                     scope=current_scope(), problem_count=problem_count, waiting=waiting,
-                                    returned=returned, today=today)
+                                    returned=returned, conflicts=conflicts, today=today)
+
+
+def _admission_news(user):
+    """重复招生 items of the user's scope: open conflicts, and arbitration outcomes of the last 30 days."""
+    from datetime import timedelta
+    from models.admissions import CONFLICT, Admission
+    since = clock.now() - timedelta(days=30)
+    q = apply_scope(select(Admission).where((Admission.state == CONFLICT) | (
+        Admission.note.like("仲裁%") & (Admission.decided_at >= since))), Admission)
+    return list(db.session.scalars(q.order_by(Admission.id.desc()).limit(100)))
 
 
 class AccountApi(BaseApi):
