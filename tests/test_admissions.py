@@ -197,7 +197,13 @@ def test_quota_change_request_for_the_current_year_only(app, world, client):
     assert decide(client, "county_a_reviewer", rid).status_code == 200
     with app.app_context():
         assert db.session.get(Quota, qid).planned == 80
-    assert h
+    # the API files the same request with the same rules
+    resp = client.post("/api/v1/request/file", headers=h, json={"kind": "quota_change", "quota_id": old,
+                                                                "requested": 30, "reason": "x"})
+    assert resp.status_code == 422 and resp.get_json()["code"] == "not_current_year"
+    resp = client.post("/api/v1/request/file", headers=h, json={"kind": "quota_change", "quota_id": qid,
+                                                                "requested": 90, "reason": "转入4人"})
+    assert resp.status_code == 200
 
 
 def test_placement_by_template_refuses_an_overfilling_file_whole(app, world, as_user):
@@ -312,3 +318,39 @@ def test_counts_after_a_lock_see_rows_committed_meanwhile(app, world):
         return True
     results = _race(app, [first, second])
     assert results[0] is True and not (results[1] is True), [repr(r) for r in results]
+
+
+def test_assign_classes_cli(app, world, tmp_path):
+    """分班 from the command line: exit 0 when placed, 1 with row problems (JSON), 2 when a class would overflow."""
+    from sqlalchemy import update
+    with app.app_context():
+        sid = world.student_of("a2")
+        db.session.execute(update(Student).where(Student.id == sid).values(class_id=None))
+        db.session.commit()
+        s = db.session.get(Student, sid)
+        klass = db.session.scalar(select(SchoolClass).where(SchoolClass.school_id == s.school_id,
+                                                            SchoolClass.cohort_year == s.cohort_year))
+        xjh, name, kname, kid = s.xjh, s.name, klass.name, klass.id
+    c = app.test_client()
+    c.post("/login/", data={"username": "school_a2_clerk", "password": "Xueji#2026"})
+    runner = app.test_cli_runner()
+
+    def run(rows, *flags):
+        path = tmp_path / f"p{len(list(tmp_path.iterdir()))}.xlsx"
+        path.write_bytes(workbook(c, rows, "/placement/template"))
+        return runner.invoke(args=["xueji", "assign-classes", str(path), "--school", "4101020002", *flags])
+    bad = run([[xjh, "别人", kname]], "--json")
+    assert bad.exit_code == 1 and json.loads(bad.stdout.splitlines()[0])["code"] == "name_mismatch"
+    with app.app_context():
+        db.session.get(SchoolClass, kid).capacity = 1
+        db.session.commit()
+    assert run([[xjh, name, kname]]).exit_code == 2
+    with app.app_context():
+        db.session.get(SchoolClass, kid).capacity = 60
+        db.session.commit()
+    assert run([[xjh, name, kname]], "--dry-run").exit_code == 0
+    with app.app_context():
+        assert db.session.get(Student, sid).class_id is None
+    assert run([[xjh, name, kname]]).exit_code == 0
+    with app.app_context():
+        assert db.session.get(Student, sid).class_id == kid

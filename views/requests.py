@@ -357,11 +357,21 @@ class RequestApi(XuejiApi):
         body = request.get_json(silent=True) or {}
 
         def run():
+            kind = body.get("kind")
+            if kind == "quota_change":              # about a school's plan, not a student
+                from models import Quota
+                quota = db.session.scalars(apply_scope(
+                    select(Quota).where(Quota.id == int(body.get("quota_id") or 0)), Quota)).first()
+                if quota is None:
+                    raise RuleError("招生计划不存在或不在您的管辖范围内", code="not_found", status=404)
+                payload = {"quota_id": quota.id, "current": quota.planned, "requested": body.get("requested"),
+                           "reason": body.get("reason", "")}
+                return workflow.file(db.session, g.user, kind, None, payload, (), body.get("reason"),
+                                     school_id=quota.school_id)
             student = db.session.scalars(apply_scope(
                 select(Student).where(Student.id == int(body.get("student_id") or 0)), Student)).first()
             if student is None:
                 raise RuleError("学生不存在或不在您的管辖范围内", code="not_found", status=404)
-            kind = body.get("kind")
             if kind == "key_change":
                 payload = keydata.key_change_payload(db.session, student, body.get("changes") or {},
                                                      body.get("reason"), body.get("problem_id"))
