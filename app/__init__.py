@@ -20,7 +20,8 @@ ROOT = os.path.dirname(HERE)
 
 def create_app(overrides: dict | None = None) -> Flask:
     import models  # noqa: F401  (registers every table on FAB's metadata)
-    from app import classes, keydata, problems, schools, statuschange, students  # noqa: F401  (rules and request kinds register)
+    # rules and request kinds register themselves on import
+    from app import admissions, classes, keydata, problems, schools, statuschange, students, transfers  # noqa: F401
     from app.passwords import validate_password
     from config import Config
     from views import register_views

@@ -56,7 +56,8 @@ def load_demo(appbuilder, classes_per_grade=3, students_per_class=42, graduates=
     for key, code, name, county, kind, schooling, _stage in SCHOOLS:
         city, province = region_chain(county)
         school_rows.append(dict(code=code, name=name, county_code=county, city_code=city, province_code=province,
-                                school_type=kind, schooling=schooling, address=f"郑州市{STREETS[county]}{fake.street_name()}",
+                                school_type=kind, schooling=schooling,
+                                address=f"郑州市{STREETS[county]}{fake.street_name()}",
                                 principal=fake.name(), phone=_phone(fake)))
     session.execute(insert(School), school_rows)
     ids = dict(session.execute(select(School.code, School.id)).all())

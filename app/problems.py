@@ -123,7 +123,7 @@ def blocks(session, student_id: int) -> None:
     """A 问题学籍 blocks transfer and graduation (national code 2003)."""
     problems = open_problems(session, student_id)
     if problems:
-        raise RuleError(f"该生为问题学籍（{KINDS[problems[0].kind]}），请先处理", code="2003")
+        raise RuleError(f"2003：该生为问题学籍（{KINDS[problems[0].kind]}），请先处理", code="2003")
 
 
 # --- detection on create and change ------------------------------------------------------------------

@@ -61,7 +61,7 @@ ROLE_PERMISSIONS = {
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
         ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
         ("can_confirm", "Admission"), ("can_change", "Quota")]
-    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement"),
+    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer"),
     ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS),
 }
 

@@ -21,6 +21,9 @@ DEFAULTS = {
     "rules.no_repeat_graduating": "1",         # no 留级 in a graduating grade
     "rules.skip_once_per_stage": "1",          # 跳级 at most once per stage
     "calendar.graduating_freeze": "07-01..08-14",   # graduating grades take no new business
+    "calendar.transfer_pause": "07-15..08-14",      # no new transfer applications
+    "rules.no_transfer_entry_first_term": "1",      # none in the entry grade's first term
+    "rules.no_transfer_graduating_last_term": "1",  # none in the graduating grade's last term
 }
 
 

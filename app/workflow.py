@@ -41,6 +41,12 @@ class Kind:
     min_evidence: int = 1
     locks_student: bool = True               # 在办业务: one open request of a locking kind per student
     final_check: Callable | None = None      # extra check at final approval only
+    between_schools: bool = False            # filed by another school about this student (转学): the student's
+                                             # school becomes the counterpart
+    chain_for: Callable | None = None        # (session, student, filing school id) -> chain code, when it varies
+
+    def chain_code(self, session, student, school_id) -> str:
+        return self.chain_for(session, student, school_id) if self.chain_for else self.chain
 
 
 KINDS: dict[str, Kind] = {}
@@ -56,6 +62,14 @@ DEFAULT_CHAINS = {
     "quota_change": ("招生计划数变更申请", [("学校审核", "school", ROLE_SCHOOL_LEADER),
                                            ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     "admission_batch": ("录取名单审核", [("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    # 转学, DOMAIN §4.2: same county; other county (same province)
+    "transfer_county": ("转学（县内）", [("转入校审核", "school", ROLE_SCHOOL_LEADER),
+                                         ("转出校审核", "counterpart_school", ROLE_SCHOOL_LEADER),
+                                         ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "transfer_other_county": ("转学（跨县）", [("转入校审核", "school", ROLE_SCHOOL_LEADER),
+                                               ("转入地教育局审核", "bureau", ROLE_BUREAU_REVIEWER),
+                                               ("转出校审核", "counterpart_school", ROLE_SCHOOL_LEADER),
+                                               ("转出地教育局审核", "counterpart_bureau", ROLE_BUREAU_REVIEWER)]),
 }
 
 
@@ -147,17 +161,24 @@ def file(session, actor, kind_code: str, student: Student | None, payload: dict,
     """提交: validate, lock the student (在办业务), open the first step. Commits. Requests about a school rather
     than a student (招生计划数变更, an admission batch) pass student=None and the school's id."""
     kind = KINDS[kind_code]
-    school_id = student.school_id if student is not None else school_id
+    counterpart = None
+    if kind.between_schools:                 # the filer's school files; the student is the other school's
+        counterpart = student.school_id
+        if school_id is None or school_id == counterpart:
+            raise RuleError("转入学校不能是学生目前所在的学校", code="invalid")
+    else:
+        school_id = student.school_id if student is not None else school_id
     _check_filer(session, actor, kind, school_id)
     if kind.locks_student and student is not None:
         busy = open_request(session, student.id)
         if busy is not None:
-            raise RuleError(f"该生有在办业务（#{busy.id} {busy.summary}，{busy.state}），办结或撤销后才能提交新的申请",
-                            code="2002")
+            raise RuleError(f"2002：该生有在办业务（#{busy.id} {busy.summary}，{busy.state}），"
+                            "办结或撤销后才能提交新的申请", code="2002")
     kind.validate(session, student, payload)
-    steps = steps_of(session, Request(chain_code=kind.chain))
-    req = Request(kind=kind.code, chain_code=kind.chain, student_id=getattr(student, "id", None),
-                  school_id=school_id, state=PENDING, step_seq=steps[0].seq,
+    chain = kind.chain_code(session, student, school_id)
+    steps = steps_of(session, Request(chain_code=chain))
+    req = Request(kind=kind.code, chain_code=chain, student_id=getattr(student, "id", None),
+                  school_id=school_id, counterpart_school_id=counterpart, state=PENDING, step_seq=steps[0].seq,
                   step_due_on=_due(session, steps[0], _county(session, school_id)),
                   payload=json.dumps(payload, ensure_ascii=False, default=str),
                   summary=kind.describe(session, student, payload)[:300], filed_by_id=actor.id,

@@ -8,7 +8,7 @@ from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi,
                            RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView, SettingView,
                            StudentApi, StudentView)
 from views.requests import (ChainStepView, ChainView, EvidenceApi, KeyChangeView, ProblemApi, ProblemView,
-                            RequestApi, RequestView, StatusChangeView)
+                            RequestApi, RequestView, StatusChangeView, TransferView)
 
 
 def register_views(appbuilder) -> None:
@@ -22,6 +22,7 @@ def register_views(appbuilder) -> None:
     add(AdmissionView, "Admissions", label=_l("录取名单"), icon="fa-list", category="Admission")
     add(QuotaView, "Quotas", label=_l("招生计划数"), icon="fa-calculator", category="Admission")
     add(PlacementView, "Placement", label=_l("分班"), icon="fa-th", category="Admission")
+    add(TransferView, "Transfer", label=_l("转学申请（转入）"), icon="fa-exchange", category="Registry")
     add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
     add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",
         category_label=_l("学校管理"), category_icon="fa-building")

@@ -26,4 +26,5 @@ def code_formatter(table: str):
 
 
 def yes_no(value):
-    return "" if value is None else ("是" if value else "否")
+    from flask_babel import gettext
+    return "" if value is None else (gettext("是") if value else gettext("否"))

@@ -10,7 +10,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import select
 
-from app import clock, evidence as evidence_files, keydata, problems, statuschange, workflow
+from app import clock, evidence as evidence_files, keydata, problems, statuschange, transfers, workflow
 from app.errors import RuleError, json_error
 from app.extensions import db
 from app.i18n import _l
@@ -248,6 +248,42 @@ class StatusChangeView(BaseView):
                                     form=request.form, today=clock.today(), school_year=statuschange.school_year())
 
 
+class TransferView(BaseView):
+    """转学申请, filed by the receiving school: the student's 学籍号 and 姓名, and a class of the same grade."""
+    route_base = "/transfer"
+    class_permission_name = "Request"
+    method_permission_name = {"form": "file"}
+    default_view = "form"
+
+    @expose("/", methods=["GET", "POST"])
+    @has_access
+    def form(self):
+        scope = current_scope()
+        if scope.kind != "school":
+            abort(403)
+        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == scope.school_id)
+                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        if request.method == "POST":
+            try:
+                req = file_transfer(g.user, scope.school_id, request.form)
+                flash(f"转学申请 #{req.id} 已提交", "success")
+                return redirect(url_for("RequestView.show", pk=req.id))
+            except RuleError as exc:
+                db.session.rollback()
+                flash(exc.message, "danger")
+        return self.render_template("xueji/transfer.html", classes=classes, form=request.form,
+                                    title=_l("转学申请（转入）"))
+
+
+def file_transfer(actor, school_id, values):
+    """Both faces (web form, API) file a transfer the same way."""
+    student = transfers.find_student(db.session, values.get("xjh", ""), values.get("name", ""))
+    payload = {"xjh": student.xjh, "name": student.name, "class_id": values.get("class_id"),
+               "to_school_id": school_id, "reason": values.get("reason", ""), "date": values.get("date")}
+    return workflow.file(db.session, actor, "transfer", student, payload, (), values.get("reason"),
+                         school_id=school_id)
+
+
 class ProblemView(XuejiModelView):
     """问题学籍 queue: school and county; 变更, 佐证, 删除 and on-demand detection."""
     datamodel = ScopedInterface(Problem)
@@ -266,6 +302,7 @@ class ProblemView(XuejiModelView):
     base_order = ("id", "desc")
     show_template = "xueji/problem_show.html"
     list_template = "xueji/problem_list.html"
+    formatters_columns = {"resolution": lambda v: v or "", "resolved_at": lambda v: v or ""}
 
     @expose("/show/<pk>")
     @has_access
@@ -358,6 +395,11 @@ class RequestApi(XuejiApi):
 
         def run():
             kind = body.get("kind")
+            if kind == "transfer":                  # about another school's student, by 学籍号 and 姓名
+                scope = current_scope()
+                if scope.kind != "school":
+                    raise RuleError("转学由转入学校提交", code="forbidden", status=403)
+                return file_transfer(g.user, scope.school_id, body)
             if kind == "quota_change":              # about a school's plan, not a student
                 from models import Quota
                 quota = db.session.scalars(apply_scope(

@@ -1,0 +1,84 @@
+"""转学 (DOMAIN.md §4.2–4.3): filed by the receiving school (转入学校) with the student's 学籍号 and 姓名; the
+sending school is wherever the student is enrolled. Same county: 转入校审核 → 转出校审核 → 区县教育局; other
+county: 转入校 → 转入地教育局 → 转出校 → 转出地教育局. National error codes: 2001 (学籍号/姓名 do not match),
+2002 (在办业务, enforced by the engine), 2003 (问题学籍). Transfers keep the grade; calendar pauses are settings.
+"""
+from sqlalchemy import select
+
+from app import classes as class_rules, clock, problems, settings
+from app.errors import RuleError
+from app.identity import normalise
+from app.statuschange import graduating, in_window, school_year
+from app.students import applying_request
+from app.workflow import Kind, register
+from models import School, SchoolClass, Student
+from models.student import Enrollment
+
+
+def find_student(session, xjh: str, name: str) -> Student:
+    """The student a transfer is about, wherever enrolled: both 学籍号 and 姓名 must match (2001)."""
+    student = session.scalars(select(Student).where(Student.xjh == normalise(xjh),
+                                                    Student.deleted_at.is_(None))).first()
+    if student is None or student.name != (name or "").strip():
+        raise RuleError("2001：学籍号与姓名不匹配，请核对后重新提交", code="2001")
+    return student
+
+
+def _counties(session, *school_ids):
+    return dict(session.execute(select(School.id, School.county_code).where(School.id.in_(school_ids))).all())
+
+
+def chain_for(session, student, to_school_id) -> str:
+    counties = _counties(session, student.school_id, to_school_id)
+    if counties[student.school_id][:2] != counties[to_school_id][:2]:
+        raise RuleError("跨省转学须通过转学数据包在两地系统间办理", code="cross_province")
+    return "transfer_county" if counties[student.school_id] == counties[to_school_id] else "transfer_other_county"
+
+
+def validate(session, student: Student, payload: dict) -> None:
+    if student.xjh != normalise(payload.get("xjh")) or student.name != (payload.get("name") or "").strip():
+        raise RuleError("2001：学籍号与姓名不匹配，请核对后重新提交", code="2001")
+    problems.blocks(session, student.id)
+    if student.status != "在校":
+        raise RuleError(f"该生学籍状态为“{student.status}”，不能转学（休学、受处分等学生不能转学）",
+                        code="wrong_status")
+    to_school = int(payload.get("to_school_id") or 0)
+    county = session.execute(select(School.county_code).where(School.id == to_school)).scalar()
+    today = clock.today()
+    if in_window(settings.get(session, "calendar.transfer_pause", county), today):
+        raise RuleError("7月15日至8月14日期间不受理新的转学申请", code="calendar_closed")
+    if settings.get(session, "rules.no_transfer_entry_first_term", county) == "1" and \
+            student.cohort_year == school_year(today) and today.month in (9, 10, 11, 12, 1):
+        raise RuleError("起始年级第一学期不能转学", code="calendar_closed")
+    if settings.get(session, "rules.no_transfer_graduating_last_term", county) == "1" and \
+            graduating(student, today) and 2 <= today.month <= 7:
+        raise RuleError("毕业年级最后一学期不能转学", code="calendar_closed")
+    klass = session.get(SchoolClass, int(payload.get("class_id") or 0))
+    if klass is None or klass.school_id != to_school:
+        raise RuleError("请选择转入学校的班级", code="class_required")
+    if klass.stage != student.stage or klass.cohort_year != student.cohort_year:
+        raise RuleError("转学不能变更就读年级，请选择同一年级的班级", code="grade_change")
+    seated, cap = class_rules.seated_count(session, klass.id), class_rules.capacity_of(session, klass)
+    if seated + 1 > cap:
+        raise RuleError(f"{klass.cohort_year}级{klass.name}已有{seated}人，班额{cap}人，不能再转入", code="class_full")
+
+
+def apply(session, req, payload) -> None:
+    """One transaction: the old span ends as 转出, the student joins the receiving school's class."""
+    student = session.get(Student, req.student_id)
+    today = clock.today()
+    for span in session.scalars(select(Enrollment).where(Enrollment.student_id == student.id,
+                                                         Enrollment.current == 1)):
+        span.status, span.ended_on, span.current = "转出", today, None
+        span.reason = f"转学转出 #{req.id}"
+    with applying_request(session, f"转学转入 #{req.id}"):
+        student.school_id, student.class_id = req.school_id, int(payload["class_id"])
+        session.flush()
+
+
+def describe(session, student, payload) -> str:
+    return f"转学 {student.name}（{student.xjh}）"
+
+
+register(Kind(code="transfer", title="转学", chain="transfer_county", chain_for=chain_for, validate=validate,
+              apply=apply, describe=describe, min_evidence=0, between_schools=True))
