@@ -9,8 +9,7 @@ from datetime import date
 
 from sqlalchemy import select
 
-from app import clock, problems, settings
-from app.classes import grade_name
+from app import clock, problems, schoolyear, settings
 from app.errors import RuleError
 from app.students import applying_request
 from app.workflow import Kind, register
@@ -50,12 +49,12 @@ COMPULSORY = ("初中",)               # 义务教育 stages handled here (小�
 
 
 def school_year(today: date | None = None) -> int:
-    today = today or clock.today()
-    return today.year if today.month >= 8 else today.year - 1
+    return schoolyear.by_date(today)
 
 
-def graduating(student: Student, today: date | None = None) -> bool:
-    return school_year(today) - student.cohort_year >= 2
+def graduating(student: Student, year: int) -> bool:
+    """In the stage's last grade (初三 / 高三) in school year `year`."""
+    return year - student.cohort_year >= 2
 
 
 def _setting(session, key, county):
@@ -80,8 +79,8 @@ def validate(session, student: Student, payload: dict) -> None:
         raise RuleError(f"该生学籍状态为“{student.status}”，不能办理{kind.name}（须为{need}）", code="wrong_status")
     problems.blocks(session, student.id)
     county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
-    today = clock.today()
-    if graduating(student, today) and in_window(_setting(session, "calendar.graduating_freeze", county), today):
+    today, year = clock.today(), schoolyear.current(session, county)
+    if graduating(student, year) and in_window(_setting(session, "calendar.graduating_freeze", county), today):
         raise RuleError("毕业年级学生在7月1日至8月14日期间不能办理新的业务", code="calendar_closed")
     if kind.name in ("退学", "开除") and student.stage in COMPULSORY and \
             _setting(session, "rules.compulsory_no_withdrawal", county) == "1":
@@ -89,12 +88,12 @@ def validate(session, student: Student, payload: dict) -> None:
     if kind.name == "留级":
         if student.stage in COMPULSORY and _setting(session, "rules.no_repeat_compulsory", county) == "1":
             raise RuleError("义务教育阶段原则上不办理留级", code="no_repeat")
-        if graduating(student, today) and _setting(session, "rules.no_repeat_graduating", county) == "1":
+        if graduating(student, year) and _setting(session, "rules.no_repeat_graduating", county) == "1":
             raise RuleError("毕业年级不办理留级", code="no_repeat")
     if kind.name == "跳级":
         if _setting(session, "rules.skip_once_per_stage", county) == "1" and _skipped_before(session, student):
             raise RuleError("同一学段只能跳级一次", code="skip_once")
-        if graduating(student, today):
+        if graduating(student, year):
             raise RuleError("毕业年级不能跳级", code="invalid")
     if not payload.get("date"):
         raise RuleError("请填写异动日期", code="required")
@@ -116,7 +115,7 @@ def _target_class(session, student, kind: ChangeType, payload) -> SchoolClass:
     if klass is None or klass.school_id != student.school_id or klass.stage != student.stage:
         raise RuleError("所选班级不属于本校本学段", code="invalid_class")
     if kind.grade_step and klass.cohort_year != student.cohort_year + kind.grade_step:
-        want = grade_name(student.stage, student.cohort_year + kind.grade_step, school_year())
+        want = f"{student.cohort_year + kind.grade_step}级"
         raise RuleError(f"{kind.name}须安排到{want}的班级", code="invalid_class")
     if kind.name in ("复学", "回国复学", "恢复入学资格") and klass.cohort_year < student.cohort_year:
         raise RuleError("复学不能安排到比原年级更高的年级", code="invalid_class")

@@ -5,10 +5,10 @@ county: 转入校 → 转入地教育局 → 转出校 → 转出地教育局. N
 """
 from sqlalchemy import select
 
-from app import classes as class_rules, clock, problems, settings
+from app import classes as class_rules, clock, problems, schoolyear, settings
 from app.errors import RuleError
 from app.identity import normalise
-from app.statuschange import graduating, in_window, school_year
+from app.statuschange import graduating, in_window
 from app.students import applying_request
 from app.workflow import Kind, register
 from models import School, SchoolClass, Student
@@ -45,13 +45,15 @@ def validate(session, student: Student, payload: dict) -> None:
     to_school = int(payload.get("to_school_id") or 0)
     county = session.execute(select(School.county_code).where(School.id == to_school)).scalar()
     today = clock.today()
+    home = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+    year = schoolyear.current(session, home)
     if in_window(settings.get(session, "calendar.transfer_pause", county), today):
         raise RuleError("7月15日至8月14日期间不受理新的转学申请", code="calendar_closed")
     if settings.get(session, "rules.no_transfer_entry_first_term", county) == "1" and \
-            student.cohort_year == school_year(today) and today.month in (9, 10, 11, 12, 1):
+            student.cohort_year == year and today.month in (9, 10, 11, 12, 1):
         raise RuleError("起始年级第一学期不能转学", code="calendar_closed")
     if settings.get(session, "rules.no_transfer_graduating_last_term", county) == "1" and \
-            graduating(student, today) and 2 <= today.month <= 7:
+            graduating(student, year) and 2 <= today.month <= 7:
         raise RuleError("毕业年级最后一学期不能转学", code="calendar_closed")
     klass = session.get(SchoolClass, int(payload.get("class_id") or 0))
     if klass is None or klass.school_id != to_school:

@@ -62,6 +62,7 @@ DEFAULT_CHAINS = {
     "quota_change": ("招生计划数变更申请", [("学校审核", "school", ROLE_SCHOOL_LEADER),
                                            ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     "admission_batch": ("录取名单审核", [("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "graduation": ("高中毕业审核", [("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     # 转学, DOMAIN §4.2: same county; other county (same province)
     "transfer_county": ("转学（县内）", [("转入校审核", "school", ROLE_SCHOOL_LEADER),
                                          ("转出校审核", "counterpart_school", ROLE_SCHOOL_LEADER),

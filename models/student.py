@@ -82,6 +82,9 @@ class Student(Model):
     has_problem = Column(Boolean, nullable=False, default=False, server_default=false(), index=True)
     deleted_at = Column(DateTime, nullable=True)
     delete_reason = Column(String(200), nullable=True)
+    # 毕业/结业/肄业
+    graduated_on = Column(Date, nullable=True)
+    cert_no = Column(String(40), nullable=True, index=True)                # 毕业证号 (pattern: a setting)
     school = relationship("School", lazy="joined")
     school_class = relationship("SchoolClass", lazy="joined")
     guardians = relationship("Guardian", back_populates="student", order_by="Guardian.seq",

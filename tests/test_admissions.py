@@ -20,7 +20,7 @@ YEAR = 2026
 
 
 @pytest.fixture(autouse=True)
-def november_2026():
+def november_2026(world):
     clock.fix(datetime(2026, 11, 20, 10, 0))
     yield
     clock.fix(None)

@@ -2,6 +2,7 @@
 initialization pattern); menu names are the internal keys roles grant `menu_access` on."""
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
+from views.graduation import GraduationView
 from views.admissions import (AdmissionApi, AdmissionImportView, AdmissionView, ImportBatchApi, PlacementView,
                               QuotaApi, QuotaView)
 from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
@@ -23,6 +24,7 @@ def register_views(appbuilder) -> None:
     add(QuotaView, "Quotas", label=_l("招生计划数"), icon="fa-calculator", category="Admission")
     add(PlacementView, "Placement", label=_l("分班"), icon="fa-th", category="Admission")
     add(TransferView, "Transfer", label=_l("转学申请（转入）"), icon="fa-exchange", category="Registry")
+    add(GraduationView, "Graduation", label=_l("毕业升级"), icon="fa-graduation-cap", category="Registry")
     add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
     add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",
         category_label=_l("学校管理"), category_icon="fa-building")

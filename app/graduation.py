@@ -1,0 +1,145 @@
+"""毕业 (DOMAIN.md §7): the school picks its graduating grade, sees who graduates and who is blocked (在办业务,
+问题学籍, a status other than 在校), and confirms. 义务教育 (初中) graduates at once; 高中 needs the county's
+approval (request kind "graduation"), and may also record 结业 or 肄业. Certificate numbers follow the setting
+graduation.cert_pattern. The county can roll graduates back (毕业生回退). All writes are set-based."""
+from sqlalchemy import bindparam, insert, select, update
+
+from app import clock, schoolyear, settings
+from app.errors import RuleError
+from app.workflow import Kind, register
+from models import AuditEvent, School, Student
+from models.requests import OPEN_STATES, Problem, Request
+from models.student import Enrollment
+
+OUTCOMES = ("毕业", "结业", "肄业")          # 结业 / 肄业 for 高中 only
+
+
+def preview(session, school_id: int, stage: str) -> dict:
+    """The graduating grade of a school: eligible students and the blocked ones with their reasons.
+    Three queries whatever the grade's size: the students, their open requests, their open problems."""
+    school = session.get(School, school_id)
+    year = schoolyear.current(session, school.county_code)
+    cohort = year - 2
+    rows = session.execute(select(Student.id, Student.name, Student.xjh, Student.status).where(
+        Student.school_id == school_id, Student.stage == stage, Student.cohort_year == cohort,
+        Student.deleted_at.is_(None), Student.status.not_in(OUTCOMES)).order_by(Student.id)).all()
+    ids = [r.id for r in rows]
+    busy = set(session.scalars(select(Request.student_id).where(Request.student_id.in_(ids),
+                                                                Request.state.in_(OPEN_STATES)))) if ids else set()
+    flagged = set(session.scalars(select(Problem.student_id).where(Problem.student_id.in_(ids),
+                                                                   Problem.current == 1))) if ids else set()
+    eligible, blocked = [], []
+    for r in rows:
+        reasons = ([f"学籍状态为{r.status}"] if r.status != "在校" else []) + \
+            (["有在办业务"] if r.id in busy else []) + (["问题学籍未处理"] if r.id in flagged else [])
+        (blocked if reasons else eligible).append((r, "、".join(reasons)))
+    return {"school": school, "stage": stage, "year": year, "cohort": cohort, "eligible": eligible,
+            "blocked": blocked}
+
+
+def _outcomes(stage: str, student_ids, outcomes: dict | None) -> dict[int, str]:
+    outcomes = {int(k): v for k, v in (outcomes or {}).items()}
+    result = {}
+    for sid in student_ids:
+        outcome = outcomes.get(sid, "毕业")
+        if outcome not in OUTCOMES or (outcome != "毕业" and stage != "高中"):
+            raise RuleError("结业、肄业只适用于高中", code="invalid")
+        result[sid] = outcome
+    return result
+
+
+def graduate(session, actor, school_id: int, stage: str, outcomes: dict | None = None):
+    """Confirm the preview. 初中: applied now. 高中: files the county approval request. Returns (n, request)."""
+    from app import workflow
+    plan = preview(session, school_id, stage)
+    ids = [r.id for r, _ in plan["eligible"]]
+    if not ids:
+        raise RuleError("没有可以办理毕业的学生", code="nothing")
+    chosen = _outcomes(stage, ids, outcomes)
+    if stage == "高中":
+        req = workflow.file(session, actor, "graduation", None,
+                            {"stage": stage, "cohort": plan["cohort"], "outcomes": chosen, "rows": len(ids)},
+                            (), None, school_id=school_id)
+        return len(ids), req
+    n = apply(session, school_id, chosen, "毕业（义务教育）")
+    session.commit()
+    return n, None
+
+
+def _cert_numbers(session, school: School, ids, year: int) -> dict[int, str]:
+    pattern = settings.get(session, "graduation.cert_pattern", school.county_code)
+    start = session.execute(select(Student.cert_no).where(Student.school_id == school.id,
+                                                          Student.cert_no.like(f"{school.code}{year}%"))).all()
+    serial = len(start)
+    out = {}
+    for sid in sorted(ids):
+        serial += 1
+        out[sid] = pattern.format(school_code=school.code, year=year, serial=serial)
+    return out
+
+
+def apply(session, school_id: int, outcomes: dict[int, str], reason: str) -> int:
+    """Set-based: one executemany UPDATE of the students (only those still 在校, so a second run changes nothing),
+    one UPDATE closing their spans, one INSERT of audit rows."""
+    school = session.get(School, school_id)
+    today, now = clock.today(), clock.now()
+    live = set(session.scalars(select(Student.id).where(Student.id.in_(list(outcomes)), Student.status == "在校")))
+    if not live:
+        return 0
+    certs = _cert_numbers(session, school, [i for i in live if outcomes[i] == "毕业"], today.year)
+    table = Student.__table__                 # Core executemany (the ORM form wants primary-key rows)
+    session.execute(table.update().where(table.c.id == bindparam("sid"), table.c.status == "在校")
+                    .values(status=bindparam("outcome"), graduated_on=today, cert_no=bindparam("cert")),
+                    [{"sid": i, "outcome": outcomes[i], "cert": certs.get(i)} for i in live])
+    session.execute(update(Enrollment).where(Enrollment.student_id.in_(live), Enrollment.current == 1)
+                    .values(status="毕业", ended_on=today, current=None, reason=reason)
+                    .execution_options(synchronize_session=False))
+    session.execute(insert(AuditEvent), [dict(at=now, action="update", entity="student", entity_id=str(i),
+                                              field="status", old_value="在校", new_value=outcomes[i],
+                                              school_id=school_id, username="毕业") for i in live])
+    return len(live)
+
+
+def rollback(session, actor, student_ids, reason: str) -> int:
+    """毕业生回退 (county): graduates back to 在校 in their last class; certificate numbers withdrawn."""
+    from app.roles import BUREAU_ROLES
+    from app.scoping import apply_scope, scope_of
+    if not set(BUREAU_ROLES) & {r.name for r in actor.roles}:
+        raise RuleError("毕业生回退由区县教育局办理", code="forbidden", status=403)
+    if not (reason or "").strip():
+        raise RuleError("请填写回退原因", code="reason_required")
+    ids = [int(i) for i in student_ids]
+    rows = list(session.scalars(apply_scope(select(Student.id).where(
+        Student.id.in_(ids), Student.status.in_(OUTCOMES), Student.graduated_on.is_not(None)), Student,
+        scope_of(actor))))
+    if len(rows) != len(set(ids)):
+        raise RuleError("部分学生不存在、不在您的管辖范围内或未毕业", code="not_found", status=404)
+    now = clock.now()
+    session.execute(update(Student).where(Student.id.in_(rows)).values(
+        status="在校", graduated_on=None, cert_no=None).execution_options(synchronize_session=False))
+    last = {sid: eid for sid, eid in session.execute(
+        select(Enrollment.student_id, Enrollment.id).where(Enrollment.student_id.in_(rows))
+        .order_by(Enrollment.student_id, Enrollment.id)).all()}
+    session.execute(update(Enrollment).where(Enrollment.id.in_(list(last.values()))).values(
+        status="在校", ended_on=None, current=1, reason=f"毕业生回退：{reason.strip()[:150]}")
+        .execution_options(synchronize_session=False))
+    session.execute(insert(AuditEvent), [dict(at=now, action="update", entity="student", entity_id=str(i),
+                                              field="status", new_value="在校（毕业生回退）", user_id=actor.id,
+                                              username=actor.username) for i in rows])
+    session.commit()
+    return len(rows)
+
+
+def _validate(session, student, payload) -> None:
+    if not payload.get("outcomes"):
+        raise RuleError("毕业名单为空", code="invalid")
+
+
+def _apply(session, req, payload) -> None:
+    n = apply(session, req.school_id, {int(k): v for k, v in payload["outcomes"].items()}, f"毕业 #{req.id}")
+    req.summary = (req.summary + f"（已办理{n}人）")[:300]
+
+
+register(Kind(code="graduation", title="高中毕业审核", chain="graduation", validate=_validate, apply=_apply,
+              describe=lambda s, st, p: f"高中毕业（{p.get('cohort')}级，{p.get('rows')}人）", min_evidence=0,
+              locks_student=False))

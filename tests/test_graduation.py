@@ -1,0 +1,147 @@
+"""毕业升级: graduation preview and blockers, 义务教育 direct vs 高中 county approval, 结业/肄业, certificate
+numbers, graduation rollback, promotion idempotence, and the read-only graduate."""
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app import clock
+from app.extensions import db
+from models import Setting, Student
+from models.requests import Request
+from tests.conftest import api_headers
+from tests.test_status_change import file as file_change_status
+from tests.test_workflow import decide
+
+YEAR = 2026
+
+
+@pytest.fixture(autouse=True)
+def june_2027(world):
+    """Graduation happens at the end of the school year: June 2027 is still school year 2026."""
+    clock.fix(datetime(2027, 6, 20, 10, 0))
+    yield
+    clock.fix(None)
+
+
+@pytest.fixture
+def fresh_passwords(app, world):
+    from models import XuejiUser
+    with app.app_context():
+        db.session.execute(update(XuejiUser).values(password_changed_on=datetime(2027, 6, 1)))
+        db.session.commit()
+
+
+def grade(app, world, school, cohort=YEAR - 2):
+    with app.app_context():
+        return list(db.session.scalars(select(Student.id).where(Student.school_id == world.schools[school],
+                                                                Student.cohort_year == cohort)
+                                       .order_by(Student.id)))
+
+
+def statuses(app, ids):
+    with app.app_context():
+        return [db.session.get(Student, i).status for i in ids]
+
+
+def test_preview_lists_blockers(app, world, client, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")
+    clock.fix(datetime(2027, 3, 1, 10, 0))                 # 休学 filed before the summer freeze
+    rid = file_change_status(client, "a1", ids[0], "休学").get_json()["result"]["id"]
+    clock.fix(datetime(2027, 6, 20, 10, 0))
+    with app.app_context():                               # a 问题学籍
+        s = db.session.get(Student, ids[1])
+        db.session.execute(update(Student).where(Student.id == ids[1]).values(sex="2" if s.sex == "1" else "1"))
+        db.session.commit()
+        from app import problems
+        problems.detect(db.session, student_ids={ids[1]})
+        db.session.execute(update(Student).where(Student.id == ids[2]).values(status="休学"))
+        db.session.commit()
+    page = as_user("school_a1_clerk").get(f"/graduation/?school_id={world.schools['a1']}&stage=初中").get_data(
+        as_text=True)
+    assert "有在办业务" in page and "问题学籍未处理" in page and "学籍状态为休学" in page
+    assert rid
+
+
+def test_compulsory_graduation_is_immediate_and_idempotent(app, world, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")
+    c = as_user("school_a1_clerk")
+    c.post("/graduation/confirm", data={"school_id": world.schools["a1"], "stage": "初中"})
+    assert set(statuses(app, ids)) == {"毕业"}
+    with app.app_context():
+        certs = sorted(db.session.get(Student, i).cert_no for i in ids)
+        assert certs[0] == "410102000120270001" and len(set(certs)) == len(ids)
+        before = db.session.scalar(select(func.count()).select_from(Student).where(Student.status == "毕业"))
+    page = c.post("/graduation/confirm", data={"school_id": world.schools["a1"], "stage": "初中"},
+                  follow_redirects=True).get_data(as_text=True)
+    assert "没有可以办理毕业的学生" in page
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Student).where(
+            Student.status == "毕业")) == before
+    # the graduate's basic information is read-only, and they are still found
+    resp = c.application.test_client()
+    h = api_headers(resp, "school_a1_clerk")
+    assert resp.put(f"/api/v1/student/{ids[0]}", json={"phone": "13900000001"}, headers=h).status_code == 422
+    assert resp.get(f"/api/v1/student/{ids[0]}", headers=h).status_code == 200
+
+
+def test_high_school_needs_the_county_and_records_outcomes(app, world, client, as_user, fresh_passwords):
+    ids = grade(app, world, "a2")
+    c = as_user("school_a2_clerk")
+    c.post("/graduation/confirm", data={"school_id": world.schools["a2"], "stage": "高中",
+                                        f"outcome_{ids[0]}": "结业", f"outcome_{ids[1]}": "肄业"})
+    assert set(statuses(app, ids)) == {"在校"}                 # nothing before the county approves
+    with app.app_context():
+        rid = db.session.scalar(select(Request.id).where(Request.kind == "graduation"))
+    assert decide(client, "county_b_reviewer", rid).status_code == 404
+    assert decide(client, "county_a_reviewer", rid).status_code == 200
+    got = statuses(app, ids)
+    assert got[0] == "结业" and got[1] == "肄业" and set(got[2:]) == {"毕业"}
+    with app.app_context():
+        assert db.session.get(Student, ids[0]).cert_no is None and db.session.get(Student, ids[2]).cert_no
+
+
+def test_completion_outcomes_are_for_high_school_only(app, world, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")
+    page = as_user("school_a1_clerk").post("/graduation/confirm", data={
+        "school_id": world.schools["a1"], "stage": "初中", f"outcome_{ids[0]}": "结业"},
+        follow_redirects=True).get_data(as_text=True)
+    assert "结业、肄业只适用于高中" in page and set(statuses(app, ids)) == {"在校"}
+
+
+def test_county_rolls_graduates_back(app, world, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")
+    as_user("school_a1_clerk").post("/graduation/confirm", data={"school_id": world.schools["a1"], "stage": "初中"})
+    assert as_user("county_b_clerk").post("/graduation/rollback", data={"ids": [ids[0]], "reason": "x"}
+                                          ).status_code == 404
+    assert as_user("school_a1_clerk").post("/graduation/rollback", data={"ids": [ids[0]], "reason": "x"}
+                                           ).status_code == 403
+    as_user("county_a_clerk").post("/graduation/rollback", data={"ids": [ids[0]], "reason": "误操作"})
+    assert statuses(app, ids[:2]) == ["在校", "毕业"]
+    with app.app_context():
+        s = db.session.get(Student, ids[0])
+        assert s.cert_no is None and s.graduated_on is None
+
+
+def test_promotion_waits_for_graduation_and_runs_once(app, world, as_user, fresh_passwords):
+    c = as_user("county_a_clerk")
+    page = c.post("/graduation/promote", data={"to_year": YEAR + 1}, follow_redirects=True).get_data(as_text=True)
+    assert "未办理毕业" in page
+    for school, stage in (("a1", "初中"), ("a2", "高中")):
+        as_user(f"school_{school}_clerk").post("/graduation/confirm", data={"school_id": world.schools[school],
+                                                                            "stage": stage})
+    with app.app_context():
+        rid = db.session.scalar(select(Request.id).where(Request.kind == "graduation"))
+    as_user("county_a_reviewer").post(f"/request/decide/{rid}", data={"decision": "通过"})
+    c.post("/graduation/promote", data={"to_year": YEAR + 1})
+    c.post("/graduation/promote", data={"to_year": YEAR + 1})           # a second run changes nothing
+    with app.app_context():
+        rows = db.session.scalars(select(Setting).where(Setting.key == "calendar.school_year")).all()
+        assert [(r.region_code, r.value) for r in rows] == [("410102", str(YEAR + 1))]
+        from app import schoolyear
+        assert schoolyear.current(db.session, "410102") == YEAR + 1
+        assert schoolyear.current(db.session, "410105") == YEAR          # county B not promoted
+    # now last year's 初二 are the graduating grade of county A
+    page = as_user("school_a1_clerk").get(f"/graduation/?school_id={world.schools['a1']}&stage=初中").get_data(
+        as_text=True)
+    assert f"{YEAR - 1}级" in page

@@ -1,0 +1,86 @@
+"""毕业升级 screens: graduation preview and confirmation (school), 毕业生回退 and 升级 (county)."""
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.views import expose
+from sqlalchemy import select
+
+from app import graduation, schoolyear
+from app.errors import RuleError
+from app.extensions import db
+from app.i18n import _l
+from app.scoping import apply_scope, current_scope
+from models import School
+
+
+def _schools():
+    return list(db.session.scalars(apply_scope(select(School), School).order_by(School.code)))
+
+
+class GraduationView(BaseView):
+    route_base = "/graduation"
+    class_permission_name = "Graduation"
+    method_permission_name = {"index": "graduate", "confirm": "graduate", "rollback": "rollback",
+                              "promote": "promote"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        schools = _schools()
+        school_id = int(request.args.get("school_id") or (schools[0].id if schools else 0))
+        if school_id not in {s.id for s in schools}:
+            abort(404)
+        school = next(s for s in schools if s.id == school_id)
+        stage = request.args.get("stage") or ("高中" if school.school_type == "高中" else "初中")
+        plan = graduation.preview(db.session, school_id, stage)
+        return self.render_template("xueji/graduation.html", plan=plan, schools=schools, title=_l("毕业"),
+                                    outcomes=graduation.OUTCOMES)
+
+    @expose("/confirm", methods=["POST"])
+    @has_access
+    def confirm(self):
+        school_id = int(request.form.get("school_id") or 0)
+        if school_id not in {s.id for s in _schools()} or current_scope().kind != "school":
+            abort(404)
+        stage = request.form.get("stage", "")
+        outcomes = {k[len("outcome_"):]: v for k, v in request.form.items() if k.startswith("outcome_")}
+        try:
+            n, req = graduation.graduate(db.session, g.user, school_id, stage, outcomes)
+            if req is not None:
+                flash(f"已提交{n}名学生的毕业申请，等待区县教育局审核（#{req.id}）", "success")
+            else:
+                flash(f"已为{n}名学生办理毕业", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("GraduationView.index", school_id=school_id, stage=stage))
+
+    @expose("/rollback", methods=["POST"])
+    @has_access
+    def rollback(self):
+        try:
+            n = graduation.rollback(db.session, g.user, request.form.getlist("ids"), request.form.get("reason", ""))
+            flash(f"已回退{n}名毕业生", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            if exc.status == 404:
+                abort(404)
+            flash(exc.message, "danger")
+        return redirect(request.referrer or url_for("StudentView.list"))
+
+    @expose("/promote", methods=["GET", "POST"])
+    @has_access
+    def promote(self):
+        scope = current_scope()
+        if scope.kind != "region" or scope.region_level != "county":
+            abort(403)
+        if request.method == "POST":
+            try:
+                done = schoolyear.promote(db.session, scope.region_code, int(request.form.get("to_year") or 0))
+                flash("已升级到新学年" if done else "本区县已是该学年，无需重复升级", "success" if done else "info")
+            except (RuleError, ValueError) as exc:
+                db.session.rollback()
+                flash(getattr(exc, "message", "学年不正确"), "danger")
+        plan = schoolyear.preview(db.session, scope.region_code)
+        return self.render_template("xueji/promote.html", plan=plan, title=_l("升级"))
