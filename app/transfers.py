@@ -84,3 +84,55 @@ def describe(session, student, payload) -> str:
 
 register(Kind(code="transfer", title="转学", chain="transfer_county", chain_for=chain_for, validate=validate,
               apply=apply, describe=describe, min_evidence=0, between_schools=True))
+
+
+# --- 毕业后跨省就学 (DOMAIN §7): a school of another province admits one of our graduates -----------------------
+
+def validate_graduate_move(session, student: Student, payload: dict) -> None:
+    """学籍号 (G/J/L, 19 characters) and 姓名 must match a graduate; applications only in the windows
+    8/15–12/14 and 3/1–5/31 (setting calendar.cross_province_windows); one application per school and student."""
+    xjh = normalise(payload.get("xjh"))
+    if len(xjh) != 19 or xjh[0] not in "GJL":
+        raise RuleError("学籍号须为G、J或L开头的19位", code="2001")
+    if student.xjh != xjh or student.name != (payload.get("name") or "").strip():
+        raise RuleError("2001：学籍号与姓名不匹配，请核对后重新提交", code="2001")
+    if student.status != "毕业":
+        raise RuleError("只有已毕业的学生可以办理毕业后跨省就学", code="wrong_status")
+    to_school = session.get(School, int(payload.get("to_school_id") or 0))
+    home = session.get(School, student.school_id)
+    if to_school is None or to_school.province_code == home.province_code:
+        raise RuleError("毕业后跨省就学须由外省学校申请", code="invalid")
+    windows = settings.get(session, "calendar.cross_province_windows", to_school.county_code).split(",")
+    if not any(in_window(w.strip(), clock.today()) for w in windows):
+        raise RuleError("毕业后跨省就学只在8月15日至12月14日、3月1日至5月31日受理", code="calendar_closed")
+    from models.requests import OPEN_STATES, Request
+    dup = session.execute(select(Request.id).where(Request.kind == "graduate_move", Request.student_id == student.id,
+                                                   Request.school_id == to_school.id,
+                                                   Request.id != session.info.get("xueji_request_id", 0),
+                                                   Request.state.in_(OPEN_STATES + ("已通过",)))).first()
+    if dup:
+        raise RuleError("本校已为该生提交过申请", code="duplicate")
+    stage = payload.get("stage") or ("高中" if student.stage == "初中" else student.stage)
+    if stage not in ("初中", "高中"):
+        raise RuleError("入学学段不正确", code="invalid")
+
+
+def apply_graduate_move(session, req, payload) -> None:
+    """调档: the graduate's record moves to the receiving school as an 在校 student of the new entry grade."""
+    from app import schoolyear
+    student = session.get(Student, req.student_id)
+    to_school = session.get(School, req.school_id)
+    stage = payload.get("stage") or ("高中" if student.stage == "初中" else student.stage)
+    year = schoolyear.current(session, to_school.county_code)
+    for span in session.scalars(select(Enrollment).where(Enrollment.student_id == student.id,
+                                                         Enrollment.current == 1)):
+        span.current, span.ended_on = None, clock.today()
+    with applying_request(session, f"毕业后跨省就学调档 #{req.id}"):
+        student.school_id, student.stage, student.cohort_year = to_school.id, stage, year
+        student.class_id, student.status, student.graduated_on, student.cert_no = None, "在校", None, None
+        session.flush()
+
+
+register(Kind(code="graduate_move", title="毕业后跨省就学", chain="graduate_move", validate=validate_graduate_move,
+              apply=apply_graduate_move, min_evidence=0, between_schools=True, locks_student=True,
+              describe=lambda s, st, p: f"毕业后跨省就学 {st.name}（{st.xjh}）"))

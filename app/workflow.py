@@ -63,6 +63,9 @@ DEFAULT_CHAINS = {
                                            ("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     "admission_batch": ("录取名单审核", [("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
     "graduation": ("高中毕业审核", [("区县教育局审核", "bureau", ROLE_BUREAU_REVIEWER)]),
+    "graduate_move": ("毕业后跨省就学", [("接收学校审核", "school", ROLE_SCHOOL_LEADER),
+                                         ("接收地教育局审核", "bureau", ROLE_BUREAU_REVIEWER),
+                                         ("毕业学校所在地教育局审核", "counterpart_bureau", ROLE_BUREAU_REVIEWER)]),
     # 转学, DOMAIN §4.2: same county; other county (same province)
     "transfer_county": ("转学（县内）", [("转入校审核", "school", ROLE_SCHOOL_LEADER),
                                          ("转出校审核", "counterpart_school", ROLE_SCHOOL_LEADER),
@@ -248,6 +251,7 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
         kind = KINDS[req.kind]
         payload = payload_of(req)
         student = session.get(Student, req.student_id) if req.student_id else None
+        session.info["xueji_request_id"] = req.id      # validate re-runs: this request is not a duplicate of itself
         try:
             with system_write(session), applying_request(session, f"{kind.title} #{req.id}"):
                 kind.validate(session, student, payload)
@@ -258,6 +262,8 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
         except Exception:
             session.rollback()
             raise
+        finally:
+            session.info.pop("xueji_request_id", None)
     session.commit()
     return req
 

@@ -170,3 +170,62 @@ def test_the_sending_school_cannot_file_for_its_own_student(app, world, client):
     sid, xjh, name = pupil(app, world, "a1")
     resp = file(client, "a1", xjh, name, klass(app, world, "a1"))
     assert resp.status_code == 422 and resp.get_json()["code"] == "invalid"
+
+
+def other_province_school(app):
+    """A 高中 in 湖北省 武汉市 江岸区 (another province) with its accounts."""
+    from models import Region, School
+    from app.roles import ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR
+    with app.app_context():
+        for code, name, level, parent in (("420000", "湖北省", "province", None), ("420100", "武汉市", "city", "420000"),
+                                          ("420102", "江岸区", "county", "420100")):
+            db.session.add(Region(code=code, name=name, level=level, parent_code=parent))
+        db.session.flush()
+        school = School(code="4201020001", name="武汉市江岸区第一高级中学", county_code="420102", school_type="高中",
+                        schooling="高中3年")
+        db.session.add(school)
+        db.session.commit()
+        sm = app.appbuilder.sm
+        for username, role, scope in (("hb_clerk", ROLE_SCHOOL_REGISTRAR, {"school_id": school.id}),
+                                      ("hb_leader", ROLE_SCHOOL_LEADER, {"school_id": school.id}),
+                                      ("hb_county", ROLE_BUREAU_REVIEWER, {"region_code": "420102"})):
+            sm.add_user(username, "湖", "北", f"{username}@x.cn", role=[sm.find_role(role)], password="Xueji#2026",
+                        must_change_password=False, **scope)
+        return school.id
+
+
+def test_graduate_moves_to_another_province(app, world, client):
+    hb = other_province_school(app)
+    with app.app_context():
+        g = db.session.scalar(select(Student).where(Student.status == "毕业").order_by(Student.id))
+        sid, xjh, name = g.id, g.xjh, g.name
+    h = api_headers(client, "hb_clerk")
+    body = {"kind": "graduate_move", "xjh": xjh, "name": name, "stage": "高中"}
+    assert client.post("/api/v1/request/file", headers=h, json={**body, "name": "别人"}).get_json()["code"] == "2001"
+    clock.fix(datetime(2027, 7, 1, 9, 0))                     # outside both windows
+    from models import XuejiUser
+    with app.app_context():
+        db.session.execute(update(XuejiUser).values(password_changed_on=datetime(2027, 6, 1)))
+        db.session.commit()
+    assert client.post("/api/v1/request/file", headers=h, json=body).get_json()["code"] == "calendar_closed"
+    clock.fix(datetime(2026, 11, 20, 9, 0))
+    resp = client.post("/api/v1/request/file", headers=h, json=body)
+    assert resp.status_code == 200, resp.get_json()
+    rid = resp.get_json()["result"]["id"]
+    assert client.post("/api/v1/request/file", headers=h, json=body).get_json()["code"] in ("2002", "duplicate")
+    assert decide(client, "hb_leader", rid).status_code == 200
+    assert decide(client, "hb_county", rid).status_code == 200
+    home = "county_a_reviewer" if g.school_id == world.schools["a1"] else "county_b_reviewer"
+    resp = decide(client, home, rid)
+    assert resp.status_code == 200, resp.get_json()       # the graduating school's bureau
+    with app.app_context():
+        s = db.session.get(Student, sid)
+        assert (s.school_id, s.status, s.stage) == (hb, "在校", "高中")
+
+
+def test_graduate_move_is_for_other_provinces_only(app, world, client):
+    with app.app_context():
+        g = db.session.scalar(select(Student).where(Student.status == "毕业").order_by(Student.id))
+    resp = client.post("/api/v1/request/file", headers=api_headers(client, "school_b2_clerk"), json={
+        "kind": "graduate_move", "xjh": g.xjh, "name": g.name})
+    assert resp.status_code == 422 and resp.get_json()["code"] == "invalid"

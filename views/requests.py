@@ -265,8 +265,9 @@ class TransferView(BaseView):
                                      .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
         if request.method == "POST":
             try:
-                req = file_transfer(g.user, scope.school_id, request.form)
-                flash(f"转学申请 #{req.id} 已提交", "success")
+                kind = "graduate_move" if request.form.get("kind") == "graduate_move" else "transfer"
+                req = file_transfer(g.user, scope.school_id, request.form, kind)
+                flash(f"申请 #{req.id} 已提交", "success")
                 return redirect(url_for("RequestView.show", pk=req.id))
             except RuleError as exc:
                 db.session.rollback()
@@ -275,13 +276,13 @@ class TransferView(BaseView):
                                     title=_l("转学申请（转入）"))
 
 
-def file_transfer(actor, school_id, values):
-    """Both faces (web form, API) file a transfer the same way."""
+def file_transfer(actor, school_id, values, kind="transfer"):
+    """Both faces (web form, API) file a transfer (or a 毕业后跨省就学) the same way."""
     student = transfers.find_student(db.session, values.get("xjh", ""), values.get("name", ""))
-    payload = {"xjh": student.xjh, "name": student.name, "class_id": values.get("class_id"),
-               "to_school_id": school_id, "reason": values.get("reason", ""), "date": values.get("date")}
-    return workflow.file(db.session, actor, "transfer", student, payload, (), values.get("reason"),
-                         school_id=school_id)
+    payload = {"xjh": values.get("xjh", ""), "name": values.get("name", ""), "class_id": values.get("class_id"),
+               "to_school_id": school_id, "reason": values.get("reason", ""), "date": values.get("date"),
+               "stage": values.get("stage")}
+    return workflow.file(db.session, actor, kind, student, payload, (), values.get("reason"), school_id=school_id)
 
 
 class ProblemView(XuejiModelView):
@@ -395,11 +396,11 @@ class RequestApi(XuejiApi):
 
         def run():
             kind = body.get("kind")
-            if kind == "transfer":                  # about another school's student, by 学籍号 and 姓名
+            if kind in ("transfer", "graduate_move"):    # another school's student, by 学籍号 and 姓名
                 scope = current_scope()
                 if scope.kind != "school":
-                    raise RuleError("转学由转入学校提交", code="forbidden", status=403)
-                return file_transfer(g.user, scope.school_id, body)
+                    raise RuleError("由转入（接收）学校提交", code="forbidden", status=403)
+                return file_transfer(g.user, scope.school_id, body, kind)
             if kind == "quota_change":              # about a school's plan, not a student
                 from models import Quota
                 quota = db.session.scalars(apply_scope(
