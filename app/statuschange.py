@@ -145,3 +145,43 @@ register(Kind(code="status_change", title="学籍异动", chain="status_change",
 
 def allowed_types(student: Student) -> list[ChangeType]:
     return [t for t in TYPES.values() if student.status in t.from_status]
+
+
+# --- 新建学籍（移民）: an entry type with no leaving type (SEED [P18]) -------------------------------------------
+
+def _new_student(session, payload) -> Student:
+    from sqlalchemy import inspect as sa_inspect
+    fields = {c.key for c in sa_inspect(Student).column_attrs} - {"id", "has_problem", "deleted_at", "delete_reason",
+                                                                   "graduated_on", "cert_no"}
+    record = {k: v for k, v in (payload.get("record") or {}).items() if k in fields}
+    if record.get("birth_date") and isinstance(record["birth_date"], str):
+        record["birth_date"] = date.fromisoformat(record["birth_date"])
+    record.update(school_id=payload["school_id"], status="在校")
+    return Student(**record)
+
+
+def validate_new_record(session, student, payload) -> None:
+    """The full record must pass every record rule: tried in a savepoint and undone."""
+    if not payload.get("record", {}).get("class_id"):
+        raise RuleError("新建学籍须选择安排的班级", code="class_required")
+    nested = session.begin_nested()
+    try:
+        with applying_request(session):
+            session.add(_new_student(session, payload))
+            session.flush()
+    finally:
+        nested.rollback()
+        session.info.pop("xueji_detect", None)
+
+
+def apply_new_record(session, req, payload) -> None:
+    with applying_request(session, f"新建学籍（移民）#{req.id}"):
+        student = _new_student(session, payload)
+        session.add(student)
+        session.flush()
+        req.student_id = student.id
+
+
+register(Kind(code="new_record", title="新建学籍（移民）", chain="status_change", validate=validate_new_record,
+              apply=apply_new_record, locks_student=False,
+              describe=lambda s, st, p: f"新建学籍（移民）{(p.get('record') or {}).get('name', '')}"))

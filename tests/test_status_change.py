@@ -252,3 +252,28 @@ def test_superadmin_sees_every_chain_and_others_do_not(app, world, as_user):
     page = admin.get("/chain/show/status_change").get_data(as_text=True)
     assert "学校审核" in page and "区县教育局审核" in page and "学校学籍主管领导" in page
     assert as_user("county_a_clerk").get("/chain/list/").status_code == 403
+
+
+def test_new_record_for_an_immigrant_enters_without_a_leaving_type(app, world, client):
+    from tests.conftest import student_body
+    from tests.test_workflow import PNG
+    import io
+    h = api_headers(client, "school_a1_clerk")
+    ev = client.post("/api/v1/evidence/", headers=h, content_type="multipart/form-data",
+                     data={"file": (io.BytesIO(PNG), "入境证明.png")}).get_json()["result"]["id"]
+    record = student_body(world.schools["a1"], cohort_year=YEAR - 1, stage="初中",
+                          class_id=class_of(app, world, "a1", YEAR - 1))
+    bad = client.post("/api/v1/request/file", headers=h, json={
+        "kind": "new_record", "record": {**record, "postcode": "12"}, "evidence_ids": [ev], "reason": "移民入学"})
+    assert bad.status_code == 422 and "邮政编码" in bad.get_json()["message"]        # checked at filing
+    resp = client.post("/api/v1/request/file", headers=h, json={
+        "kind": "new_record", "record": record, "evidence_ids": [ev], "reason": "移民入学"})
+    assert resp.status_code == 200, resp.get_json()
+    rid = resp.get_json()["result"]["id"]
+    with app.app_context():
+        assert db.session.scalar(select(Student).where(Student.xjh == record["xjh"])) is None
+    approve(client, "a1", "a", rid)
+    with app.app_context():
+        s = db.session.scalar(select(Student).where(Student.xjh == record["xjh"]))
+        assert (s.school_id, s.status, s.cohort_year) == (world.schools["a1"], "在校", YEAR - 1)
+        assert db.session.get(Request, rid).student_id == s.id

@@ -401,6 +401,14 @@ class RequestApi(XuejiApi):
                 if scope.kind != "school":
                     raise RuleError("由转入（接收）学校提交", code="forbidden", status=403)
                 return file_transfer(g.user, scope.school_id, body, kind)
+            if kind == "new_record":                # 新建学籍（移民）: the record itself is the request
+                scope = current_scope()
+                if scope.kind != "school":
+                    raise RuleError("新建学籍由学校提交", code="forbidden", status=403)
+                payload = {"record": body.get("record") or {}, "school_id": scope.school_id,
+                           "reason": body.get("reason", "")}
+                return workflow.file(db.session, g.user, kind, None, payload, body.get("evidence_ids") or [],
+                                     body.get("reason"), school_id=scope.school_id)
             if kind == "quota_change":              # about a school's plan, not a student
                 from models import Quota
                 quota = db.session.scalars(apply_scope(
@@ -467,15 +475,20 @@ class EvidenceApi(BaseApi):
     @safe
     def upload(self):
         try:
-            student = db.session.scalars(apply_scope(
-                select(Student).where(Student.id == int(request.form.get("student_id") or 0)), Student)).first()
-            if student is None:
-                raise RuleError("学生不存在或不在您的管辖范围内", code="not_found", status=404)
+            student, school_id = None, current_scope().school_id
+            if request.form.get("student_id"):
+                student = db.session.scalars(apply_scope(
+                    select(Student).where(Student.id == int(request.form.get("student_id") or 0)), Student)).first()
+                if student is None:
+                    raise RuleError("学生不存在或不在您的管辖范围内", code="not_found", status=404)
+                school_id = student.school_id
+            if school_id is None:
+                raise RuleError("请指定学生", code="invalid")
             f = request.files.get("file")
             if f is None:
                 raise RuleError("请选择文件", code="file_required")
-            row = evidence_files.store(db.session, f.stream, f.filename, student.school_id, g.user, student.id,
-                                       db.session.get(School, student.school_id).county_code)
+            row = evidence_files.store(db.session, f.stream, f.filename, school_id, g.user,
+                                       getattr(student, "id", None), db.session.get(School, school_id).county_code)
             db.session.commit()
             return self.response(201, result={"id": row.id, "mime": row.mime, "size": row.size})
         except RuleError as exc:
