@@ -44,3 +44,4 @@ translations: install
 # Benchmarks (not part of `make test`): BENCH_DATABASE_URL picks the database (default: a scratch SQLite file).
 bench: install
 	$(BIN)/python bench/bench_import.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
+	$(BIN)/python bench/bench_promotion.py --students 200000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)

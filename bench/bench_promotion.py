@@ -1,0 +1,86 @@
+"""Benchmark: 升级 of a county of N students (default 200,000) against the baseline of one set-based UPDATE of
+the same rows (what a row-rewriting promotion would cost at best).
+
+    .venv/bin/python bench/bench_promotion.py [--students 200000] [--repeat 5] [--database-url URL]
+
+Grades here are cohort + the county's school year, so 升级 is the preview's GROUP BY plus one setting row."""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def timed(fn, repeat):
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    runs.sort()
+    return statistics.median(runs), runs[min(len(runs) - 1, int(round(0.95 * (len(runs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--students", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--database-url")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="xueji-bench-")
+    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+
+    from sqlalchemy import delete, insert, select, text
+
+    from app import create_app, schoolyear
+    from app.cli import prepare_database
+    from app.demo import load_demo
+    from app.extensions import db
+    from models import School, SchoolClass, Setting, Student
+    from tests.conftest import drop_everything
+
+    drop_everything(url)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": f"{tmp}/uploads",
+                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
+    with app.app_context():
+        prepare_database(False)
+        load_demo(app.appbuilder, classes_per_grade=1, students_per_class=1, graduates=0, with_problems=False,
+                  near_cap=False)
+        db.session.execute(delete(Student).where(Student.cohort_year == schoolyear.by_date() - 2))  # graduated
+        schools = list(db.session.scalars(select(School.id).where(School.county_code == "410102")))
+        classes = db.session.execute(select(SchoolClass.id, SchoolClass.school_id, SchoolClass.stage,
+                                            SchoolClass.cohort_year).where(SchoolClass.school_id.in_(schools),
+                                                                           SchoolClass.cohort_year > schoolyear.by_date() - 2)).all()
+        rows = []
+        for i in range(args.students):
+            cid, sid, stage, cohort = classes[i % len(classes)]
+            rows.append(dict(xjh=f"L410102{i:012d}", name=f"学生{i}", sex="1", birth_date=date(2012, 1, 1), id_type="Z", school_id=sid,
+                             stage=stage, cohort_year=cohort, class_id=None, status="在校", has_problem=False))
+        for start in range(0, len(rows), 10000):
+            db.session.execute(insert(Student), rows[start:start + 10000])
+        db.session.commit()
+        year = schoolyear.current(db.session, "410102")
+
+        def promote():
+            assert schoolyear.promote(db.session, "410102", year + 1)
+            db.session.execute(delete(Setting).where(Setting.key == schoolyear.KEY))
+            db.session.commit()
+
+        def baseline():
+            db.session.execute(text("UPDATE student SET cohort_year = cohort_year - 1 WHERE status = '在校' AND "
+                                    "school_id IN (SELECT id FROM school WHERE county_code = '410102')"))
+            db.session.rollback()
+
+        base, prom = timed(baseline, args.repeat), timed(promote, args.repeat)
+    print(f"\n升级 of a county of {args.students} students, {url.split(':', 1)[0]}, median of {args.repeat}")
+    print("| step | median s | p95 s | ratio to baseline |\n|---|---|---|---|")
+    print(f"| one set-based UPDATE of the county's rows, baseline | {base[0]:.3f} | {base[1]:.3f} | — |")
+    print(f"| 升级 (preview GROUP BY + setting) | {prom[0]:.3f} | {prom[1]:.3f} | {prom[0] / base[0]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
