@@ -52,7 +52,7 @@ ROLE_PERMISSIONS = {
         (R, "User"), (W, "User"), ("resetpasswords", "User"), ("unlock", "User"),
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
         (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"), (W, "Quota"),
-        ("can_rollback", "Graduation"), ("can_promote", "Graduation"),
+        ("can_rollback", "Graduation"), ("can_promote", "Graduation"), ("can_exchange", "Request"),
         ("can_import", "Admission"),
     ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport"),
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem"),
@@ -61,7 +61,8 @@ ROLE_PERMISSIONS = {
     ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
         ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
-        ("can_confirm", "Admission"), ("can_change", "Quota"), ("can_graduate", "Graduation")]
+        ("can_confirm", "Admission"), ("can_change", "Quota"), ("can_graduate", "Graduation"),
+        ("can_exchange", "Request")]
     + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation"),
     ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS),
 }

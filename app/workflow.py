@@ -66,6 +66,13 @@ DEFAULT_CHAINS = {
     "graduate_move": ("毕业后跨省就学", [("接收学校审核", "school", ROLE_SCHOOL_LEADER),
                                          ("接收地教育局审核", "bureau", ROLE_BUREAU_REVIEWER),
                                          ("毕业学校所在地教育局审核", "counterpart_bureau", ROLE_BUREAU_REVIEWER)]),
+    # 跨省转学 between two installations (app.exchange): each side's part of the chain
+    "transfer_in": ("跨省转入", [("转入校审核", "school", ROLE_SCHOOL_LEADER),
+                                 ("转入地教育局审核", "bureau", ROLE_BUREAU_REVIEWER),
+                                 ("转入省教育厅审核", "province", ROLE_BUREAU_REVIEWER)]),
+    "transfer_out": ("跨省转出", [("转出校审核", "school", ROLE_SCHOOL_LEADER),
+                                  ("转出地教育局审核", "bureau", ROLE_BUREAU_REVIEWER),
+                                  ("转出省教育厅审核", "province", ROLE_BUREAU_REVIEWER)]),
     # 转学, DOMAIN §4.2: same county; other county (same province)
     "transfer_county": ("转学（县内）", [("转入校审核", "school", ROLE_SCHOOL_LEADER),
                                          ("转出校审核", "counterpart_school", ROLE_SCHOOL_LEADER),

@@ -10,7 +10,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import select
 
-from app import clock, evidence as evidence_files, keydata, problems, statuschange, transfers, workflow
+from app import clock, evidence as evidence_files, exchange, keydata, problems, statuschange, transfers, workflow
 from app.errors import RuleError, json_error
 from app.extensions import db
 from app.i18n import _l
@@ -368,9 +368,10 @@ class RequestApi(XuejiApi):
     datamodel = ScopedInterface(Request)
     class_permission_name = "Request"
     method_permission_name = {"get": "read", "get_list": "read", "info": "read", "file_request": "file",
-                              "decide_request": "decide", "withdraw_request": "file", "resubmit_request": "file"}
+                              "decide_request": "decide", "withdraw_request": "file", "resubmit_request": "file",
+                              "package": "read", "import_package": "exchange"}
     include_route_methods = {"get", "get_list", "info", "file_request", "decide_request", "withdraw_request",
-                             "resubmit_request"}
+                             "resubmit_request", "package", "import_package"}
     list_columns = ["id", "kind", "state", "summary", "school_id", "counterpart_school_id", "student_id",
                     "step_seq", "step_due_on", "filed_by_id", "filed_at", "closed_at"]
     show_columns = list_columns + ["payload", "history.seq", "history.step_name", "history.decision",
@@ -401,6 +402,14 @@ class RequestApi(XuejiApi):
                 if scope.kind != "school":
                     raise RuleError("由转入（接收）学校提交", code="forbidden", status=403)
                 return file_transfer(g.user, scope.school_id, body, kind)
+            if kind == "transfer_in":               # 跨省转入: the student is in the other province's system
+                scope = current_scope()
+                if scope.kind != "school":
+                    raise RuleError("跨省转入由转入学校提交", code="forbidden", status=403)
+                payload = {k: body.get(k) for k in ("xjh", "name", "class_id", "from_province", "reason")}
+                payload["to_school_id"] = scope.school_id
+                return workflow.file(db.session, g.user, kind, None, payload, (), body.get("reason"),
+                                     school_id=scope.school_id)
             if kind == "new_record":                # 新建学籍（移民）: the record itself is the request
                 scope = current_scope()
                 if scope.kind != "school":
@@ -439,6 +448,38 @@ class RequestApi(XuejiApi):
                 db.session.commit()
             return req
         return self._run(run)
+
+    @api_expose("/<int:pk>/package", methods=["GET"])
+    @protect()
+    @safe
+    def package(self, pk):
+        """跨省转学: the signed package of an approved request (transfer_in → application, transfer_out → record)."""
+        req = self.datamodel.get(pk)
+        if req is None:
+            return self.response_404()
+        try:
+            make = exchange.request_package if req.kind == "transfer_in" else exchange.record_package
+            return self.response(200, result=make(db.session, req))
+        except RuleError as exc:
+            return json_error(exc.status, exc.code, exc.message)
+
+    @api_expose("/import/<string:what>", methods=["POST"])
+    @protect()
+    @safe
+    def import_package(self, what):
+        """跨省转学: import the other province's application (what=request) or record (what=record) package."""
+        data = request.get_data()
+        try:
+            if what == "request":
+                req = exchange.import_request(db.session, g.user, data)
+                return self.response(200, result={"id": req.id, "state": req.state})
+            if what == "record":
+                student = exchange.import_record(db.session, g.user, data)
+                return self.response(200, result={"student_id": student.id, "xjh": student.xjh})
+            return self.response_404()
+        except RuleError as exc:
+            db.session.rollback()
+            return json_error(exc.status, exc.code, exc.message)
 
     @api_expose("/<int:pk>/decide", methods=["POST"])
     @protect()
