@@ -54,7 +54,8 @@ ROLE_PERMISSIONS = {
         (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"), (W, "Quota"),
         ("can_rollback", "Graduation"), ("can_promote", "Graduation"), ("can_exchange", "Request"),
         ("can_import", "Admission"),
-    ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport"),
+    ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport",
+               "Exchange"),
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem"),
                                                              ("can_clear", "Request"), ("can_arbitrate", "Admission")]
     + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings"),
@@ -63,7 +64,7 @@ ROLE_PERMISSIONS = {
         ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
         ("can_confirm", "Admission"), ("can_change", "Quota"), ("can_graduate", "Graduation"),
         ("can_exchange", "Request")]
-    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation"),
+    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation", "Exchange"),
     ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS),
 }
 

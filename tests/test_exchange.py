@@ -118,3 +118,32 @@ def test_packages_from_unknown_provinces_are_refused(app, world, client, hubei):
     resp = client.post("/api/v1/request/import/request", headers=api_headers(client, "county_a_clerk"),
                        data=json.dumps(package, ensure_ascii=False), content_type="application/json")
     assert resp.status_code == 422 and resp.get_json()["code"] == "unknown_peer"
+
+
+def test_packages_travel_as_files_through_the_web_pages(app, world, client, as_user, hubei):
+    """The same exchange by hand: download the package on one side, upload it on the other."""
+    import io
+    other, class_id = hubei
+    hb = other.test_client()
+    with app.app_context():
+        s = db.session.scalar(select(Student).where(Student.school_id == world.schools["a1"],
+                                                    Student.cohort_year == 2025).order_by(Student.id))
+        xjh, name = s.xjh, s.name
+    rid = hb.post("/api/v1/request/file", headers=api_headers(hb, "hb_clerk"), json={
+        "kind": "transfer_in", "xjh": xjh, "name": name, "class_id": class_id,
+        "from_province": "410000"}).get_json()["result"]["id"]
+    for who in ("hb_leader", "hb_county", "hb_province"):
+        decide(hb, who, rid)
+    web = other.test_client()
+    web.post("/login/", data={"username": "hb_clerk", "password": "Xueji#2026"})
+    assert "下载跨省转学数据包" in web.get(f"/request/show/{rid}").get_data(as_text=True)
+    data = web.get(f"/request/package/{rid}").data
+    county = as_user("county_a_clerk")
+    resp = county.post("/request/exchange", data={"what": "request", "file": (io.BytesIO(data), "申请包.json")},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 302 and "/request/show/" in resp.headers["Location"]
+    # a school cannot import an application package (that is the county's step)
+    school = as_user("school_a1_clerk")
+    page = school.post("/request/exchange", data={"what": "request", "file": (io.BytesIO(data), "x.json")},
+                       content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+    assert "由教育行政部门导入" in page

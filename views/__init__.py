@@ -25,6 +25,8 @@ def register_views(appbuilder) -> None:
     add(PlacementView, "Placement", label=_l("分班"), icon="fa-th", category="Admission")
     add(TransferView, "Transfer", label=_l("转学申请（转入）"), icon="fa-exchange", category="Registry")
     add(GraduationView, "Graduation", label=_l("毕业升级"), icon="fa-graduation-cap", category="Registry")
+    appbuilder.add_link("Exchange", href="/request/exchange", label=_l("跨省转学数据包"), icon="fa-plane",
+                        category="Registry")
     add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
     add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",
         category_label=_l("学校管理"), category_icon="fa-building")

@@ -1,6 +1,8 @@
 """Requests (申请) screens and API: the request list and page with its step tracker and decisions, the
 关键数据变更 form, the 问题学籍 queue with 变更 / 佐证 / 删除, and evidence downloads. All decisions go through
 app.workflow; these views only collect input and show results."""
+import io
+import json
 
 from flask import abort, flash, g, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
@@ -62,10 +64,11 @@ class RequestView(XuejiModelView):
     datamodel = ScopedInterface(Request)
     class_permission_name = "Request"
     method_permission_name = {"list": "read", "show": "read", "decide": "decide", "withdraw": "file",
-                              "resubmit": "file", "evidence": "read", "clear": "clear", "clear_action": "clear"}
+                              "resubmit": "file", "evidence": "read", "clear": "clear", "clear_action": "clear",
+                              "package": "read", "exchange_import": "exchange"}
     route_base = "/request"
     include_route_methods = {"list", "show", "decide", "withdraw", "resubmit", "evidence", "clear", "action",
-                             "action_post"}
+                             "action_post", "package", "exchange_import"}
     list_title = show_title = _l("申请")
     label_columns = REQUEST_LABELS
     list_columns = ["id", "summary", "state", "school", "filed_by", "filed_at", "step_due_on"]
@@ -142,6 +145,41 @@ class RequestView(XuejiModelView):
     def clear_action(self, items):
         items = items if isinstance(items, list) else [items]
         return redirect(url_for("RequestView.clear", ids=[i.id for i in items]))
+
+    @expose("/package/<int:pk>")
+    @has_access
+    def package(self, pk):
+        """跨省转学: download the signed package of an approved request as a file for the other province."""
+        req = self.datamodel.get(pk) or abort(404)
+        try:
+            make = exchange.request_package if req.kind == "transfer_in" else exchange.record_package
+            data = json.dumps(make(db.session, req), ensure_ascii=False, indent=1).encode()
+        except RuleError as exc:
+            flash(exc.message, "danger")
+            return redirect(url_for("RequestView.show", pk=pk))
+        name = f"转学{'申请' if req.kind == 'transfer_in' else '档案'}包_{pk}.json"
+        return send_file(io.BytesIO(data), as_attachment=True, download_name=name, mimetype="application/json")
+
+    @expose("/exchange", methods=["GET", "POST"])
+    @has_access
+    def exchange_import(self):
+        """跨省转学: import the other province's application package (bureau) or record package (school)."""
+        if request.method == "POST":
+            f = request.files.get("file")
+            data = f.read(1024 * 1024) if f else b""
+            try:
+                if request.form.get("what") == "record":
+                    student = exchange.import_record(db.session, g.user, data)
+                    flash(f"已调档：{student.name}（{student.xjh}）", "success")
+                    return redirect(url_for("StudentView.show", pk=student.id))
+                req = exchange.import_request(db.session, g.user, data)
+                flash(f"已导入外省转学申请，生成转出申请 #{req.id}", "success")
+                return redirect(url_for("RequestView.show", pk=req.id))
+            except RuleError as exc:
+                db.session.rollback()
+                flash(exc.message, "danger")
+        return self.render_template("xueji/exchange.html", title=_l("跨省转学数据包"),
+                                    public_key=exchange.public_key_text())
 
     @expose("/evidence/<int:evidence_id>")
     @has_access
