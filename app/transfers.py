@@ -60,9 +60,26 @@ def validate(session, student: Student, payload: dict) -> None:
         raise RuleError("请选择转入学校的班级", code="class_required")
     if klass.stage != student.stage or klass.cohort_year != student.cohort_year:
         raise RuleError("转学不能变更就读年级，请选择同一年级的班级", code="grade_change")
+    _within_plan(session, to_school, student)
     seated, cap = class_rules.seated_count(session, klass.id), class_rules.capacity_of(session, klass)
     if seated + 1 > cap:
         raise RuleError(f"{klass.cohort_year}级{klass.name}已有{seated}人，班额{cap}人，不能再转入", code="class_full")
+
+
+def _within_plan(session, school_id: int, student: Student) -> None:
+    """Transfers-in occupy places of the receiving school's plan for that cohort (SEED P13), when one is set."""
+    from sqlalchemy import func
+    from models import Quota
+    quota = session.scalars(select(Quota).where(Quota.school_id == school_id, Quota.year == student.cohort_year,
+                                                Quota.stage == student.stage)).first()
+    if quota is None:
+        return
+    enrolled = session.execute(select(func.count()).select_from(Student).where(
+        Student.school_id == school_id, Student.cohort_year == student.cohort_year, Student.stage == student.stage,
+        Student.status.in_(("在校", "休学")), Student.deleted_at.is_(None))).scalar()
+    if enrolled + 1 > quota.planned:
+        raise RuleError(f"转入学校{student.cohort_year}级已有{enrolled}人，招生计划{quota.planned}人，已无名额",
+                        code="over_quota")
 
 
 def apply(session, req, payload) -> None:

@@ -103,6 +103,7 @@ def test_other_county_chain(app, world, client):
 @pytest.mark.parametrize("case,code", [
     ("wrong_name", "2001"), ("unknown_xjh", "2001"), ("open_business", "2002"), ("problem", "2003"),
     ("on_leave", "wrong_status"), ("grade_change", "grade_change"), ("class_full", "class_full"),
+    ("over_plan", "over_quota"),
 ])
 def test_refusals(app, world, client, case, code):
     sid, xjh, name = pupil(app, world, "a1")
@@ -130,6 +131,14 @@ def test_refusals(app, world, client, case, code):
     elif case == "class_full":
         with app.app_context():
             db.session.get(SchoolClass, target).capacity = 1
+            db.session.commit()
+    elif case == "over_plan":                # b1's plan for the 2025 cohort is already taken up
+        from sqlalchemy import func
+        from models import Quota
+        with app.app_context():
+            n = db.session.scalar(select(func.count()).select_from(Student).where(
+                Student.school_id == world.schools["b1"], Student.cohort_year == YEAR - 1))
+            db.session.add(Quota(school_id=world.schools["b1"], year=YEAR - 1, stage="初中", planned=n))
             db.session.commit()
     resp = file(client, "b1", xjh, name, target)
     assert resp.status_code == 422 and resp.get_json()["code"] == code, resp.get_json()
