@@ -188,7 +188,8 @@ def file(session, actor, kind_code: str, student: Student | None, payload: dict,
     kind.validate(session, student, payload)
     chain = kind.chain_code(session, student, school_id)
     steps = steps_of(session, Request(chain_code=chain))
-    req = Request(kind=kind.code, chain_code=chain, student_id=getattr(student, "id", None),
+    req = Request(kind=kind.code, subtype=(payload.get("type") or None) if isinstance(payload, dict) else None,
+                  chain_code=chain, student_id=getattr(student, "id", None),
                   school_id=school_id, counterpart_school_id=counterpart, state=PENDING, step_seq=steps[0].seq,
                   step_due_on=_due(session, steps[0], _county(session, school_id)),
                   payload=json.dumps(payload, ensure_ascii=False, default=str),

@@ -50,6 +50,7 @@ class Request(Model):
                       Index("ix_request_student_state", "student_id", "state"))
     id = Column(Integer, primary_key=True)
     kind = Column(String(30), nullable=False, index=True)        # key_change, problem_proof …
+    subtype = Column(String(20), nullable=True, index=True)      # e.g. the 学籍异动 type (休学 …), for statistics
     chain_code = Column(String(30), ForeignKey("wf_chain.code"), nullable=False)
     student_id = Column(Integer, ForeignKey("student.id"), nullable=True)
     school_id = Column(Integer, ForeignKey("school.id"), nullable=False)            # filing school

@@ -3,6 +3,8 @@ initialization pattern); menu names are the internal keys roles grant `menu_acce
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
 from views.graduation import GraduationView
+from views.queries import CurrentStudentQuery, GraduateQuery, HistoryQuery, StatusChangeQuery
+from views.statistics import StatisticsView
 from views.admissions import (AdmissionApi, AdmissionImportView, AdmissionView, ImportBatchApi, PlacementView,
                               QuotaApi, QuotaView)
 from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
@@ -27,6 +29,12 @@ def register_views(appbuilder) -> None:
     add(GraduationView, "Graduation", label=_l("毕业升级"), icon="fa-graduation-cap", category="Registry")
     appbuilder.add_link("Exchange", href="/request/exchange", label=_l("跨省转学数据包"), icon="fa-plane",
                         category="Registry")
+    add(CurrentStudentQuery, "QueryCurrent", label=_l("在校生查询"), icon="fa-search", category="Query",
+        category_label=_l("综合查询"), category_icon="fa-search")
+    add(StatusChangeQuery, "QueryChanges", label=_l("异动查询"), icon="fa-exchange", category="Query")
+    add(GraduateQuery, "QueryGraduates", label=_l("毕业生查询"), icon="fa-graduation-cap", category="Query")
+    add(HistoryQuery, "QueryHistory", label=_l("历史数据查询"), icon="fa-history", category="Query")
+    add(StatisticsView, "Statistics", label=_l("学籍统计"), icon="fa-bar-chart", category="Registry")
     add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
     add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",
         category_label=_l("学校管理"), category_icon="fa-building")
