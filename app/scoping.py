@@ -340,6 +340,17 @@ class ScopedInterface(SQLAInterface):
         query = apply_scope(query, self.obj)
         return super()._get_base_query(query, filters, order_column, order_direction)
 
+    def get(self, id, filters=None, select_columns=None, outer_default_load=False):
+        """An id no row can have (not a number, beyond 64 bits) is simply not found, never a database error."""
+        if self.is_pk_composite() is False and self.is_integer(self.get_pk_name()):
+            try:
+                value = int(id)
+            except (TypeError, ValueError):
+                return None
+            if not -2**63 <= value < 2**63:
+                return None
+        return super().get(id, filters, select_columns=select_columns, outer_default_load=outer_default_load)
+
     def get_related_interface(self, col_name):
         """Dropdowns of related rows: scoped when the related model is (schools, classes …), plain for
         FAB's own tables (roles, groups), which role permissions and app.accounts guard instead."""

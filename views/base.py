@@ -156,14 +156,23 @@ class XuejiApi(ModelRestApi):
     def pre_add(self, item):
         default_school(item)
 
-    def _guard(self, fn, *args):
+    def _guard(self, fn, *args, **kwargs):
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except RuleError as exc:
             self.datamodel.session.rollback()
             return json_error(exc.status, exc.code, exc.message)
         except NotFound:
             return self.response_404()
+
+    def get_list_headless(self, **kwargs):
+        """Paging arguments out of range are the caller's mistake (422), not a database error."""
+        rison = kwargs.get("rison") or {}
+        for key, high in (("page", 10**6), ("page_size", 10**4)):
+            value = rison.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high):
+                return json_error(422, "invalid_paging", f"分页参数{key}无效")
+        return self._guard(super().get_list_headless, **kwargs)
 
     def post_headless(self):
         return self._guard(super().post_headless)
