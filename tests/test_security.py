@@ -324,3 +324,27 @@ def test_deleting_is_its_own_permission(app, world, as_user):
     with app.app_context():
         assert db.session.get(SchoolClass, empty_id) is None
         assert db.session.get(SchoolClass, full_id) is not None
+
+
+def test_api_validation_errors_are_chinese_with_a_code(app, world, client):
+    h = {"Authorization": "Bearer " + api_login(client, "school_a1_clerk").get_json()["access_token"]}
+    resp = client.post("/api/v1/student/", json={"name": "某", "birth_date": "not a date", "nope": 1}, headers=h)
+    body = resp.get_json()
+    assert resp.status_code == 422 and body["code"] == "invalid"
+    assert "birth_date：应为日期" in body["message"] and "xjh：必填" in body["message"]
+
+
+def test_exports_neutralise_spreadsheet_formulas(app, world, as_user):
+    import io
+    from openpyxl import load_workbook
+    from sqlalchemy import update
+    sid = world.student_of("a1")
+    with app.app_context():
+        db.session.execute(update(Student).where(Student.id == sid).values(name='=HYPERLINK("http://x","y")'))
+        db.session.commit()
+    c = as_user("school_a1_clerk")
+    csv_text = c.get("/student/export/csv").get_data(as_text=True)
+    assert """'=HYPERLINK(""http://x"",""y"")""" in csv_text
+    ws = load_workbook(io.BytesIO(c.get("/student/export/xlsx").data)).worksheets[0]
+    names = [row[1].value for row in ws.iter_rows(min_row=2)]
+    assert """'=HYPERLINK("http://x","y")""" in names and not any(str(n).startswith("=") for n in names)

@@ -139,6 +139,31 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
                          mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
+# marshmallow's messages, in the users' language
+FIELD_MESSAGES = {"Missing data for required field.": "必填", "Unknown field.": "未知字段",
+                  "Field may not be null.": "不能为空", "Not a valid integer.": "应为整数",
+                  "Not a valid date.": "应为日期（YYYY-MM-DD）", "Not a valid string.": "应为文本",
+                  "Not a valid boolean.": "应为是/否（true/false）", "Not a valid number.": "应为数字",
+                  "Not a valid datetime.": "应为日期时间"}
+
+
+def _chinese_validation(response):
+    """FAB answers schema errors as 422 {"message": {field: [English]}}: give them our error shape."""
+    if getattr(response, "status_code", None) not in (400, 422) or not response.is_json:
+        return response
+    body = response.get_json(silent=True) or {}
+    fields = body.get("message")
+    if not isinstance(fields, dict) or "code" in body:
+        return response
+    parts = []
+    for field, messages in fields.items():
+        messages = messages if isinstance(messages, list) else [messages]
+        parts.append(f"{field}：" + "、".join(FIELD_MESSAGES.get(str(m), str(m)) for m in messages))
+    out = json_error(422, "invalid", "数据不符合要求：" + "；".join(parts))
+    out.json_fields = fields
+    return out
+
+
 class FkSchemaConverter(Model2SchemaConverter):
     """FAB's converter with include_fk: our APIs expose plain ids (school_id, class_id) instead of nesting."""
 
@@ -158,7 +183,7 @@ class XuejiApi(ModelRestApi):
 
     def _guard(self, fn, *args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return _chinese_validation(fn(*args, **kwargs))
         except RuleError as exc:
             self.datamodel.session.rollback()
             return json_error(exc.status, exc.code, exc.message)
