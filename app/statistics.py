@@ -30,6 +30,18 @@ def overview(session, scope):
     return headers, [tuple(r) for r in session.execute(apply_scope(q, Student, scope)).all()]
 
 
+def by_county(session, scope):
+    """The same counts one level up: a row per county (a city bureau compares its counties)."""
+    from models import Region
+    q = (select(Region.name, func.count(func.distinct(School.id)), func.count(), _count_if(Student.sex == "2"),
+                _count_if(Student.ethnicity != "01"), _count_if(Student.migrant_child.is_(True)),
+                _count_if(Student.left_behind != "0"), _count_if(Student.has_problem.is_(True)))
+         .join(School, School.id == Student.school_id).join(Region, Region.code == School.county_code)
+         .where(LIVE).group_by(Region.code, Region.name).order_by(Region.code))
+    headers = ["区县", "学校数", "在校生", "女", "少数民族", "随迁子女", "留守儿童", "问题学籍"]
+    return headers, [tuple(r) for r in session.execute(apply_scope(q, Student, scope)).all()]
+
+
 def by_grade(session, scope):
     q = (select(Student.stage, Student.cohort_year, _count_if(Student.sex == "1"), _count_if(Student.sex == "2"),
                 func.count(func.distinct(Student.class_id)))
@@ -87,7 +99,7 @@ def class_sizes(session, scope):
     return ["学校", "班级", "人数", "班额", "提示"], out
 
 
-TABLES = {"overview": ("学生概况统计表", overview), "grades": ("各年级学生", by_grade), "hukou": ("户口性质", hukou),
+TABLES = {"counties": ("各区县学生概况", by_county), "overview": ("学生概况统计表", overview), "grades": ("各年级学生", by_grade), "hukou": ("户口性质", hukou),
           "changes": ("学籍异动（按类型、月份）", status_changes), "admissions": ("招生计划与录取", admissions_vs_plan),
           "classes": ("班额", class_sizes)}
 

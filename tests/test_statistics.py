@@ -87,3 +87,20 @@ def test_status_changes_are_counted_by_type(app, world, client):
         assert rows == [("休学", 11, 1)]
     finally:
         clock.fix(None)
+
+
+def test_county_rows_add_up_to_the_school_rows(app, world):
+    from app import statistics
+    from app.scoping import ALL
+    with app.app_context():
+        _, _, counties = statistics.table(db.session, ALL, "counties")
+        _, _, schools = statistics.table(db.session, ALL, "overview")
+    assert sum(r[2] for r in counties) == sum(r[1] for r in schools)
+    assert {r[0] for r in counties} == {"中原区", "金水区"} and all(r[1] == 2 for r in counties)
+
+
+def test_swagger_ui_for_signed_in_users_only(app, world, as_user):
+    assert as_user("school_a1_clerk").get("/swagger/v1").status_code == 200
+    assert app.test_client().get("/swagger/v1").status_code in (302, 401, 403)
+    spec = as_user("school_a1_clerk").get("/api/v1/_openapi")
+    assert spec.status_code == 200 and "/api/v1/student/" in spec.get_json()["paths"]
