@@ -8,23 +8,11 @@ Prints median and p95 per step and the ratio to its baseline; writes nothing int
 import argparse
 import io
 import os
-import statistics
 import sys
-import tempfile
-import time
 from datetime import date, datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def timed(fn, repeat):
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    runs.sort()
-    return statistics.median(runs), runs[min(len(runs) - 1, int(round(0.95 * (len(runs) - 1))))]
+from bench.common import scratch_app, timed  # noqa: E402
 
 
 def main():
@@ -33,28 +21,18 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--database-url")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="xueji-bench-")
-    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+    app, url = scratch_app(args.database_url)
 
     from openpyxl import Workbook
     from python_calamine import CalamineWorkbook
     from sqlalchemy import delete, insert, select
 
-    from app import admissions, create_app, spreadsheets
-    from app.cli import prepare_database
+    from app import admissions, spreadsheets
     from app.extensions import db
     from models import Quota, School, Student
     from models.admissions import Admission
-    from tests.conftest import drop_everything
 
-    drop_everything(url)
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": f"{tmp}/uploads",
-                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
     with app.app_context():
-        prepare_database(False)
-        from app.demo import load_demo
-        load_demo(app.appbuilder, classes_per_grade=1, students_per_class=1, graduates=0, with_problems=False,
-                  near_cap=False)
         school = db.session.scalar(select(School).where(School.code == "4101020002"))
         junior = db.session.scalar(select(School.id).where(School.code == "4101020001"))
         year = admissions.admission_year()

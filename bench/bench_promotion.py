@@ -6,23 +6,11 @@ the same rows (what a row-rewriting promotion would cost at best).
 Grades here are cohort + the county's school year, so 升级 is the preview's GROUP BY plus one setting row."""
 import argparse
 import os
-import statistics
 import sys
-import tempfile
-import time
 from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def timed(fn, repeat):
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    runs.sort()
-    return statistics.median(runs), runs[min(len(runs) - 1, int(round(0.95 * (len(runs) - 1))))]
+from bench.common import scratch_app, timed  # noqa: E402
 
 
 def main():
@@ -31,25 +19,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--database-url")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="xueji-bench-")
-    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+    app, url = scratch_app(args.database_url)
 
     from sqlalchemy import delete, insert, select, text
 
-    from app import create_app, schoolyear
-    from app.cli import prepare_database
-    from app.demo import load_demo
+    from app import schoolyear
     from app.extensions import db
     from models import School, SchoolClass, Setting, Student
-    from tests.conftest import drop_everything
 
-    drop_everything(url)
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": f"{tmp}/uploads",
-                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
     with app.app_context():
-        prepare_database(False)
-        load_demo(app.appbuilder, classes_per_grade=1, students_per_class=1, graduates=0, with_problems=False,
-                  near_cap=False)
         db.session.execute(delete(Student).where(Student.cohort_year == schoolyear.by_date() - 2))  # graduated
         schools = list(db.session.scalars(select(School.id).where(School.county_code == "410102")))
         classes = db.session.execute(select(SchoolClass.id, SchoolClass.school_id, SchoolClass.stage,
