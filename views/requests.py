@@ -35,6 +35,14 @@ def _student_in_scope(student_id) -> Student:
     return student
 
 
+def _classes_of(school_id: int, stage: str | None = None):
+    """A school's classes for a dropdown, newest cohort first."""
+    q = select(SchoolClass).where(SchoolClass.school_id == school_id)
+    if stage:
+        q = q.where(SchoolClass.stage == stage)
+    return db.session.scalars(q.order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+
+
 def _upload_all(files, student: Student) -> list[int]:
     county = db.session.get(School, student.school_id).county_code
     ids = []
@@ -206,8 +214,7 @@ class KeyChangeView(BaseView):
     def form(self, student_id):
         student = _student_in_scope(student_id)
         fields = key_fields(db.session, db.session.get(School, student.school_id).county_code)
-        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == student.school_id)
-                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        classes = _classes_of(student.school_id)
         problem_id = request.values.get("problem_id")
         if request.method == "POST":
             new_values = {f: request.form.get(f) for f in fields}
@@ -267,9 +274,7 @@ class StatusChangeView(BaseView):
     def form(self, student_id):
         student = _student_in_scope(student_id)
         types = statuschange.allowed_types(student)
-        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == student.school_id,
-                                                               SchoolClass.stage == student.stage)
-                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        classes = _classes_of(student.school_id, student.stage)
         if request.method == "POST":
             payload = {"type": request.form.get("type"), "date": request.form.get("date"),
                        "reason": request.form.get("reason", ""), "class_id": request.form.get("class_id") or None}
@@ -299,8 +304,7 @@ class TransferView(BaseView):
         scope = current_scope()
         if scope.kind != "school":
             abort(403)
-        classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == scope.school_id)
-                                     .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()
+        classes = _classes_of(scope.school_id)
         if request.method == "POST":
             try:
                 kind = "graduate_move" if request.form.get("kind") == "graduate_move" else "transfer"
