@@ -36,3 +36,27 @@ def scratch_app(database_url=None):
         load_demo(app.appbuilder, classes_per_grade=1, students_per_class=1, graduates=0, with_problems=False,
                   near_cap=False)
     return app, url
+
+
+def p95(runs):
+    """The 95th percentile of a list of timings (nearest rank)."""
+    runs = sorted(runs)
+    return runs[min(len(runs) - 1, int(round(0.95 * (len(runs) - 1))))]
+
+
+REPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "PERFORMANCE.md")
+
+
+def write_report(section, markdown):
+    """Put `markdown` into docs/PERFORMANCE.md between <!-- bench:section --> markers (appended the first
+    time), so each benchmark rewrites only its own part of the report."""
+    start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
+    text = open(REPORT, encoding="utf-8").read() if os.path.exists(REPORT) else "# Performance\n"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(REPORT, "w", encoding="utf-8") as f:
+        f.write(text)
