@@ -25,7 +25,7 @@ API_RW = {"get": "read", "get_list": "read", "info": "read",
 R, W, D = "can_read", "can_write", "can_delete"
 RECORD_MENUS = ("Registry", "Students", "Problems", "Requests", "Organisation", "Schools", "Classes", "Admission",
                 "Admissions", "Quotas", "Statistics", "Query", "QueryCurrent", "QueryChanges", "QueryGraduates",
-                "QueryHistory")
+                "QueryHistory", "ExportJobs")
 
 
 def _menus(*names):
@@ -43,7 +43,7 @@ PROFILE = [
 
 READ_RECORDS = [(R, "Region"), (R, "School"), (R, "SchoolClass"), (R, "Student"), ("export_selected", "Student"),
                 (R, "Guardian"), (R, "Request"), (R, "Problem"), (R, "Setting"), (R, "Quota"), (R, "Admission"),
-                ("can_usage", "Quota"), (R, "Statistics")]
+                ("can_usage", "Quota"), (R, "Statistics"), (R, "ExportJob")]
 DECIDE = [("can_decide", "Request")]
 
 ROLE_PERMISSIONS = {

@@ -7,6 +7,7 @@ A user's scope is everything (系统管理员), one school (school staff) or one
     "region"  the Region tree                  "user"    accounts (school_id or region_code)
     "student" rows with a student_id column    "request" requests: filing or counterpart school
     "public"  reference data (code tables)     "region_row" rows owned by a region level (settings)
+    "owner"   rows of one account (user_id): background exports
 
 Reads: ``scope_condition(model)`` is added to every query by ``ScopedInterface`` (so FAB's list, show, edit,
 delete, action, action_post and related-field dropdowns all see only in-scope rows; others answer 404).
@@ -35,6 +36,7 @@ class Scope:
     school_id: int | None = None
     region_code: str | None = None
     region_level: str | None = None
+    user_id: int | None = None     # the account itself, for rows only their owner sees
 
     @property
     def is_all(self) -> bool:
@@ -52,9 +54,9 @@ def scope_of(user) -> Scope:
     if any(r.name == ROLE_ADMIN for r in user.roles):
         return ALL
     if user.school_id:
-        return Scope("school", school_id=user.school_id)
+        return Scope("school", school_id=user.school_id, user_id=user.id)
     if user.region_code and user.region is not None:
-        return Scope("region", region_code=user.region_code, region_level=user.region.level)
+        return Scope("region", region_code=user.region_code, region_level=user.region.level, user_id=user.id)
     return NO_SCOPE
 
 
@@ -120,6 +122,8 @@ def scope_condition(model, scope: Scope | None = None):
         return model.school_id.in_(schools_in_scope(scope))
     if kind == "public":
         return None
+    if kind == "owner":
+        return model.user_id == scope.user_id
     if kind == "student":
         from models import Student
         return model.student_id.in_(select(Student.id).where(scope_condition(Student, scope)))
@@ -241,6 +245,9 @@ def _check_object(obj, scope: Scope, session) -> None:
     elif kind == "request":
         if not (school_in_scope(obj.school_id, scope, session)
                 or school_in_scope(obj.counterpart_school_id, scope, session)):
+            raise OutOfScope()
+    elif kind == "owner":
+        if obj.user_id != scope.user_id or _original(obj, "user_id") != scope.user_id:
             raise OutOfScope()
     elif kind == "user":
         school_id = effective(obj, "school", "school_id")

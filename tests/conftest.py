@@ -99,7 +99,7 @@ def make_app(app):
 
 
 # Business tables in delete order; FAB's permission tables and roles stay (synced once per app).
-WIPE = ["audit_event", "admission", "import_batch", "quota", "wf_request_step", "evidence", "problem",
+WIPE = ["audit_event", "export_job", "admission", "import_batch", "quota", "wf_request_step", "evidence", "problem",
         "wf_request", "guardian", "enrollment",
         "setting", "ab_user_role", "ab_user_group", "ab_api_key", "ab_user", "student", "school_class",
         "school", "region"]
@@ -150,6 +150,23 @@ def world(app):
 
 def login(client, username, password=DEMO_PASSWORD):
     return client.post("/login/", data={"username": username, "password": password})
+
+
+def export_xlsx(client, path):
+    """Start a background Excel export of a list (POST, as the button does), wait for it, return
+    (job id, the downloaded workbook's first sheet)."""
+    import io
+    import re
+    from openpyxl import load_workbook
+    from app import exportjobs
+    resp = client.post(path)
+    assert resp.status_code == 302 and "/exportjob/show/" in resp.headers["Location"], resp.status_code
+    job_id = int(re.search(r"/exportjob/show/(\d+)", resp.headers["Location"]).group(1))
+    exportjobs.wait(job_id)
+    status = client.get(f"/exportjob/status/{job_id}").get_json()
+    assert status["state"] == "done", status
+    data = client.get(status["download"]).data
+    return job_id, load_workbook(io.BytesIO(data)).worksheets[0]
 
 
 def api_login(client, username, password=DEMO_PASSWORD):

@@ -8,7 +8,7 @@ from sqlalchemy import event, select
 from app import clock
 from app.extensions import db
 from models import AuditEvent, Student, XuejiUser
-from tests.conftest import DEMO_PASSWORD, api_login, login, student_body, student_form
+from tests.conftest import DEMO_PASSWORD, api_login, export_xlsx, login, student_body, student_form
 
 
 def audit_actions(app, username=None):
@@ -345,6 +345,6 @@ def test_exports_neutralise_spreadsheet_formulas(app, world, as_user):
     c = as_user("school_a1_clerk")
     csv_text = c.get("/student/export/csv").get_data(as_text=True)
     assert """'=HYPERLINK(""http://x"",""y"")""" in csv_text
-    ws = load_workbook(io.BytesIO(c.get("/student/export/xlsx").data)).worksheets[0]
+    _, ws = export_xlsx(c, "/student/export/xlsx")
     names = [row[1].value for row in ws.iter_rows(min_row=2)]
     assert """'=HYPERLINK("http://x","y")""" in names and not any(str(n).startswith("=") for n in names)

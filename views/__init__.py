@@ -2,6 +2,7 @@
 initialization pattern); menu names are the internal keys roles grant `menu_access` on."""
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
+from views.exports import ExportJobView
 from views.graduation import GraduationView
 from views.queries import CurrentStudentQuery, GraduateQuery, HistoryQuery, StatusChangeQuery
 from views.statistics import StatisticsView
@@ -34,6 +35,7 @@ def register_views(appbuilder) -> None:
     add(StatusChangeQuery, "QueryChanges", label=_l("异动查询"), icon="fa-exchange", category="Query")
     add(GraduateQuery, "QueryGraduates", label=_l("毕业生查询"), icon="fa-graduation-cap", category="Query")
     add(HistoryQuery, "QueryHistory", label=_l("历史数据查询"), icon="fa-history", category="Query")
+    add(ExportJobView, "ExportJobs", label=_l("我的导出"), icon="fa-download", category="Query")
     add(StatisticsView, "Statistics", label=_l("学籍统计"), icon="fa-bar-chart", category="Registry")
     add(DirectoryView, "Directory", label=_l("学籍管理员通讯录"), icon="fa-address-book", category="Registry")
     add(SchoolView, "Schools", label=_l("学校信息"), icon="fa-building", category="Organisation",

@@ -3,24 +3,25 @@
 - datamodel = ScopedInterface(Model): every query and write is scoped (app.scoping)
 - read/write permission names (app.roles.VIEW_RW / API_RW)
 - actions answer 404 for out-of-scope ids; /download serves only files of in-scope rows
-- /export/csv|xlsx: the list's own filters and scope, streamed, formula-safe, audited
+- /export/csv (streamed) and /export/xlsx (background job, app.exportjobs): the list's own filters and
+  scope, formula-safe, audited; list pages carry the export buttons (xueji/list.html)
 - REST errors as JSON {code, message} with the rule's status (422, 403, 404), never SQL
 """
 import os
 
-from flask import abort, current_app, flash, redirect, request, Response, send_file, stream_with_context
+from flask import abort, current_app, flash, g, redirect, request, Response, send_file, stream_with_context, url_for
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api.convert import Model2SchemaConverter
 from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.views import expose
-from sqlalchemy import func, or_
+from sqlalchemy import or_
 from werkzeug.exceptions import NotFound
 from werkzeug.utils import safe_join
 
-from app import audit
+from app import audit, exportjobs
 from app.errors import RuleError, json_error
-from app.exports import MAX_ROWS, csv_stream, xlsx_file
+from app.exports import MAX_ROWS, ExportSpec, csv_stream, export_rows, xlsx_file
 from app.roles import API_RW, VIEW_RW
 from app.scoping import ScopeFilter, apply_scope, current_scope
 
@@ -33,13 +34,6 @@ def default_school(item) -> None:
     if getattr(type(item), "__scope__", None) == "school" and scope.kind == "school":
         if getattr(item, "school_id", None) is None and getattr(item, "school", None) is None:
             item.school_id = scope.school_id
-
-
-def _value(item, column):
-    value = item
-    for part in column.split("."):
-        value = getattr(value, part, None) if value is not None else None
-    return value() if callable(value) else value
 
 
 class ScopedRoutesMixin:
@@ -98,7 +92,9 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
     method_permission_name = VIEW_RW
     base_filters = SCOPE_FILTER
     page_size = 25
-    export_columns: list[str] | None = None
+    list_template = "xueji/list.html"
+    export_columns: list[str] | None = None      # column paths ("school.name"); default: the list's stored columns
+    export_formatters: dict = {}                 # extra value formatters for exports only
 
     def pre_add(self, item):
         default_school(item)
@@ -113,30 +109,72 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
         q = self.datamodel.apply_all(q, joined, order_column, order_direction)
         return q, filters
 
-    @expose("/export/<string:fmt>")
+    def export_spec(self) -> ExportSpec:
+        """The columns a file gets: ``export_columns``, else the list's columns that are stored (a relationship
+        exports its target's name); values pass through the list's formatters (codes become labels)."""
+        return ExportSpec(self.datamodel.obj, (columns := self.export_columns or _stored_columns(self)),
+                          [str(self.label_columns.get(c, c)) for c in columns],
+                          {**self.formatters_columns, **self.export_formatters})
+
+    def _export_ids(self):
+        """The screen's scoped, filtered, ordered query as a SELECT of ids."""
+        q, _ = self._export_query()
+        return q.with_entities(self.datamodel.obj.id).statement
+
+    @expose("/export/<string:fmt>", methods=["GET", "POST"])
     @has_access
     def export(self, fmt):
-        if fmt not in ("csv", "xlsx"):
-            abort(404)
-        q, _ = self._export_query()
-        total = min(q.order_by(None).with_entities(func.count()).scalar() or 0, MAX_ROWS)
-        audit.record(self.datamodel.session, "export", entity=self.datamodel.obj.__tablename__,
-                     field=fmt, new=f"{request.query_string.decode()[:500]} rows={total}")
-        self.datamodel.session.commit()
-        q, _ = self._export_query()
-        return self.send_rows(q.limit(MAX_ROWS).yield_per(1000), fmt)
-
-    def send_rows(self, items, fmt):
-        """Stream ``items`` (rows of this view's model) as CSV or XLSX with the export columns."""
-        columns = self.export_columns or self.list_columns
-        headers = [str(self.label_columns.get(c, c)) for c in columns]
-        rows = ([_value(item, c) for c in columns] for item in items)
-        name = f"{self.datamodel.obj.__tablename__}.{fmt}"
-        if fmt == "csv":
-            return Response(stream_with_context(csv_stream(headers, rows)), mimetype="text/csv; charset=utf-8",
+        """CSV streams at once; Excel runs in the background (POST) and opens its progress page."""
+        spec, session = self.export_spec(), self.datamodel.session
+        query_string = request.query_string.decode()[:500]
+        if fmt == "csv" and request.method == "GET":
+            ids = list(session.scalars(self._export_ids().limit(MAX_ROWS)))
+            audit.record(session, "export", entity=self.datamodel.obj.__tablename__, field="csv",
+                         new=f"{query_string} rows={len(ids)}")
+            session.commit()
+            name = f"{self.datamodel.obj.__tablename__}.csv"
+            return Response(stream_with_context(csv_stream(spec.headers, export_rows(session, spec, ids))),
+                            mimetype="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f"attachment; filename={name}"})
-        return send_file(xlsx_file(headers, rows), as_attachment=True, download_name=name,
+        if fmt == "xlsx" and request.method == "POST":
+            try:
+                job = exportjobs.start(session, g.user.id, spec, self._export_ids(),
+                                       str(self.list_title or self.datamodel.obj.__tablename__), query_string)
+            except RuleError as exc:
+                session.rollback()
+                flash(exc.message, "warning")
+                return redirect(url_for(f"{self.endpoint}.list") + (f"?{query_string}" if query_string else ""))
+            return redirect(url_for("ExportJobView.show", pk=job.id))
+        abort(405 if fmt in ("csv", "xlsx") else 404)
+
+    def send_selected(self, items):
+        """"Export selected" rows of one page: a small synchronous .xlsx."""
+        spec = self.export_spec()
+        rows = export_rows(self.datamodel.session, spec, [item.id for item in items])
+        return send_file(xlsx_file(spec.headers, rows), as_attachment=True,
+                         download_name=f"{self.datamodel.obj.__tablename__}.xlsx",
                          mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+    def render_template(self, template, **kwargs):
+        """List pages get the export buttons, carrying the page's own filters."""
+        if "export" in (self.include_route_methods or {"export"}) and template == self.list_template:
+            query = request.query_string.decode()
+            suffix = f"?{query}" if query else ""
+            kwargs.setdefault("export_csv_url", url_for(f"{self.endpoint}.export", fmt="csv") + suffix)
+            kwargs.setdefault("export_xlsx_url", url_for(f"{self.endpoint}.export", fmt="xlsx") + suffix)
+        return super().render_template(template, **kwargs)
+
+
+def _stored_columns(view) -> list[str]:
+    from sqlalchemy import inspect as sa_inspect
+    mapper = sa_inspect(view.datamodel.obj)
+    out = []
+    for column in view.list_columns:
+        if column in mapper.column_attrs:
+            out.append(column)
+        elif column in mapper.relationships and "name" in mapper.relationships[column].mapper.column_attrs:
+            out.append(f"{column}.name")
+    return out
 
 
 # marshmallow's messages, in the users' language

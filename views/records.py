@@ -167,7 +167,7 @@ class StudentView(XuejiModelView):
     add_fieldsets = [(title, {"fields": fields}) for title, fields in SECTIONS]
     edit_fieldsets = [(title, {"fields": [f for f in fields if f not in KEY_FIELDS and f not in
                                           ("xjh", "school", "stage", "status")]}) for title, fields in SECTIONS]
-    export_columns = ["xjh", "name", "sex_label", "birth_date", "id_number", "school.name", "stage",
+    export_columns = ["xjh", "name", "sex", "birth_date", "id_number", "school.name", "stage",
                       "cohort_year", "school_class.name", "status"]
     search_columns = ["name", "xjh", "id_number", "school", "stage", "cohort_year", "school_class", "status",
                       "sex", "ethnicity", "hukou_type", "left_behind", "migrant_child", "has_problem", "entry_ym"]
@@ -218,7 +218,7 @@ class StudentView(XuejiModelView):
     @action("export_selected", _l("导出所选 (Excel)"), None, "fa-file-excel-o")
     def export_selected(self, items):
         items = items if isinstance(items, list) else [items]
-        return self.send_rows(items, "xlsx")
+        return self.send_selected(items)
 
     @action("place", _l("分班"), None, "fa-th")
     def place(self, items):

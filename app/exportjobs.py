@@ -1,0 +1,132 @@
+"""后台导出 (background export): a list of up to 100,000 rows becomes an .xlsx file without holding a request.
+
+In the request, ``start`` freezes the screen's scoped, filtered query into its ordered ids (so the file holds
+exactly what the user saw, within the user's scope), records the export in the audit log and hands the ids to
+a worker thread of the same process. The worker writes the file chunk by chunk (app.exports) and reports
+progress in the export_job row, which every web worker can read; the file goes to UPLOAD_FOLDER/exports (shared
+storage in a multi-server deployment). A worker that dies leaves a job whose heartbeat stops: it is reported
+as interrupted, never as running for ever."""
+import logging
+import os
+import threading
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, select, update
+
+from app import audit, clock
+from app.errors import RuleError
+from app.exports import MAX_ROWS, ExportSpec, export_rows, write_xlsx
+from app.extensions import db
+from models import ExportJob
+
+log = logging.getLogger(__name__)
+MAX_ACTIVE_PER_USER = 2
+STALE_AFTER = timedelta(minutes=2)     # no heartbeat for this long: the worker is gone
+KEEP_FOR = timedelta(days=7)           # files are deleted after this
+_threads: dict[int, threading.Thread] = {}
+
+
+def folder(app=None) -> str:
+    path = os.path.join((app or current_app).config["UPLOAD_FOLDER"], "exports")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def file_path(job: ExportJob, app=None) -> str:
+    return os.path.join(folder(app), job.file_name)
+
+
+def start(session, user_id: int, spec: ExportSpec, id_query, title: str, filters: str = "") -> ExportJob:
+    """Snapshot the ids of ``id_query`` (a scoped SELECT of the model's id, in screen order) and start writing.
+
+    Refused while the user already has MAX_ACTIVE_PER_USER exports running (a province user could otherwise tie
+    up every worker)."""
+    active = session.scalar(select(func.count()).select_from(ExportJob).where(
+        ExportJob.user_id == user_id, ExportJob.state.in_(("queued", "running")),
+        ExportJob.heartbeat_at > clock.now() - STALE_AFTER))
+    if active >= MAX_ACTIVE_PER_USER:
+        raise RuleError(f"您已有{active}个导出正在进行，请等它们完成后再导出", code="busy", status=429)
+    ids = list(session.scalars(id_query.limit(MAX_ROWS + 1)))
+    truncated = 0
+    if len(ids) > MAX_ROWS:
+        ids = ids[:MAX_ROWS]
+        total = session.scalar(select(func.count()).select_from(id_query.order_by(None).subquery()))
+        truncated = total - MAX_ROWS
+    job = ExportJob(user_id=user_id, title=title, entity=spec.model.__tablename__, fmt="xlsx",
+                    filters=(filters or "")[:500], state="queued", total=len(ids), done=0, truncated=truncated,
+                    created_at=clock.now(), heartbeat_at=clock.now())
+    session.add(job)
+    session.flush()
+    job.file_name = f"{job.id}_{os.urandom(8).hex()}.xlsx"
+    audit.record(session, "export", entity=job.entity, entity_id=str(job.id), field="xlsx",
+                 new=f"{job.filters} rows={len(ids)}")
+    session.commit()
+    purge_old(session)
+    app = current_app._get_current_object()
+    worker = threading.Thread(target=_run, args=(app, job.id, ids, spec), name=f"export-{job.id}", daemon=True)
+    _threads[job.id] = worker
+    worker.start()
+    return job
+
+
+def _set(job_id: int, **values) -> None:
+    """Progress goes through its own short transaction, apart from the session reading the rows."""
+    with db.engine.begin() as conn:
+        conn.execute(update(ExportJob).where(ExportJob.id == job_id).values(heartbeat_at=clock.now(), **values))
+
+
+def _run(app, job_id: int, ids: list[int], spec: ExportSpec) -> None:
+    with app.app_context():
+        try:
+            job = db.session.get(ExportJob, job_id)
+            path, title = file_path(job, app), job.title
+            db.session.rollback()
+            _set(job_id, state="running")
+            last = [0]
+
+            def progress(done):
+                if done - last[0] >= 5_000 or done == len(ids):
+                    last[0] = done
+                    _set(job_id, done=done)
+
+            written = write_xlsx(path + ".part", spec.headers, export_rows(db.session, spec, ids, progress), title)
+            os.replace(path + ".part", path)
+            _set(job_id, state="done", done=written, total=written, finished_at=clock.now())
+        except Exception:   # the user must see it failed, whatever the reason
+            log.exception("export job %s failed", job_id)
+            db.session.rollback()
+            _set(job_id, state="failed", error="导出失败，请稍后重试或缩小筛选范围；如反复出现请联系系统管理员",
+                 finished_at=clock.now())
+        finally:
+            db.session.remove()
+            _threads.pop(job_id, None)
+
+
+def status(job: ExportJob) -> dict:
+    """What the progress page shows. A job whose worker went silent is reported as interrupted."""
+    state, error = job.state, job.error
+    if state in ("queued", "running") and job.heartbeat_at and clock.now() - job.heartbeat_at > STALE_AFTER \
+            and job.id not in _threads:
+        state, error = "failed", "导出中断（服务重启或超时），请重新导出"
+    return {"id": job.id, "title": job.title, "state": state, "done": job.done, "total": job.total,
+            "percent": 100 if state == "done" else (int(100 * job.done / job.total) if job.total else 0),
+            "truncated": job.truncated, "limit": MAX_ROWS, "error": error}
+
+
+def wait(job_id: int, timeout: float = 120) -> None:
+    """Block until a job of this process has finished (the CLI and tests use it)."""
+    worker = _threads.get(job_id)
+    if worker is not None:
+        worker.join(timeout)
+
+
+def purge_old(session) -> None:
+    """Delete files and rows of exports older than KEEP_FOR (called whenever an export starts)."""
+    old = session.scalars(select(ExportJob).where(ExportJob.created_at < clock.now() - KEEP_FOR)).all()
+    for job in old:
+        if job.file_name and os.path.exists(file_path(job)):
+            os.remove(file_path(job))
+    if old:
+        session.execute(delete(ExportJob).where(ExportJob.id.in_([j.id for j in old])))
+        session.commit()

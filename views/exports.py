@@ -1,0 +1,61 @@
+"""我的导出: the signed-in user's background exports, a progress page that polls, and the file download.
+Only the owner sees a job (scope "owner"); another user's job id answers 404 on every route."""
+import os
+
+from flask import abort, jsonify, send_file, url_for
+from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.views import expose
+
+from app import exportjobs
+from app.i18n import _l
+from app.scoping import ScopedInterface
+from models import ExportJob
+from views.base import XuejiModelView
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class ExportJobView(XuejiModelView):
+    datamodel = ScopedInterface(ExportJob)
+    class_permission_name = "ExportJob"
+    route_base = "/exportjob"
+    include_route_methods = {"list", "show", "status", "file"}
+    method_permission_name = {"list": "read", "show": "read", "status": "read", "file": "read"}
+    list_title = show_title = _l("我的导出")
+    label_columns = {"title": _l("内容"), "state_label": _l("状态"), "done": _l("已写行数"), "total": _l("总行数"),
+                     "created_at": _l("开始时间"), "finished_at": _l("完成时间"), "filters": _l("筛选条件")}
+    list_columns = ["title", "state_label", "done", "total", "created_at", "finished_at"]
+    base_order = ("id", "desc")
+    show_template = "xueji/export_job.html"
+
+    def _job(self, pk):
+        job = self.datamodel.get(pk)
+        if job is None:
+            abort(404)
+        return job
+
+    @expose("/show/<pk>")
+    @has_access
+    def show(self, pk):
+        job = self._job(pk)
+        return self.render_template(self.show_template, job=job, status=exportjobs.status(job),
+                                    title=self.show_title)
+
+    @expose("/status/<pk>")
+    @has_access
+    def status(self, pk):
+        """Polled by the progress page: {state, done, total, percent, error, download}."""
+        job = self._job(pk)
+        body = exportjobs.status(job)
+        if body["state"] == "done":
+            body["download"] = url_for(f"{self.endpoint}.file", pk=job.id)
+        return jsonify(body)
+
+    @expose("/file/<pk>")
+    @has_access
+    def file(self, pk):
+        job = self._job(pk)
+        path = exportjobs.file_path(job) if job.state == "done" and job.file_name else None
+        if path is None or not os.path.isfile(path):
+            abort(404)
+        return send_file(path, as_attachment=True, download_name=f"{job.title}-{job.id}.xlsx", mimetype=XLSX)
