@@ -9,7 +9,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run init test clean-db help translations bench
+.PHONY: install run init test clean-db help translations bench load
 
 help:
 	@echo "make run    create .venv, migrate instance/xueji.db (or DATABASE_URL), load demo data once, serve :$(PORT)"
@@ -45,3 +45,13 @@ translations: install
 bench: install
 	$(BIN)/python bench/bench_import.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 	$(BIN)/python bench/bench_promotion.py --students 200000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
+
+# Load run (not part of `make test`): 50 users against gunicorn + PostgreSQL + Redis on 127.0.0.1, bounded to
+# 60 s; creates the PostgreSQL database `load` if missing. LOAD_ARGS passes options to bench/load.py.
+LOAD_STAMP := $(VENV)/.installed-load
+$(LOAD_STAMP): $(STAMP) bench/requirements-load.txt
+	$(BIN)/python -m pip install -q -r bench/requirements-load.txt
+	touch $(LOAD_STAMP)
+
+load: install $(LOAD_STAMP)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)

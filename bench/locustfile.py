@@ -1,0 +1,244 @@
+"""Load model for `make load` (bench/load.py runs it headless against gunicorn).
+
+Three kinds of users, all signed in through the real /login/ form (CSRF token taken from the page):
+
+- SchoolRegistrar (学校学籍管理员): the 待办 home page, the student list with filters and pages, name search,
+  student pages (ids taken from the list just shown), the request list and request pages, the 问题学籍 queue.
+- Reviewer (学校学籍主管领导 / 教育局审核): opens the 待办 home page, opens a request waiting at their step and
+  approves it through the real form post to /request/decide/<id> (csrf_token from the request page).
+- BureauUser (教育局经办, county / city / province accounts): region-wide student list with filters, name search,
+  综合查询, 异动查询, 学籍统计.
+
+Accounts and filter values come from LOAD_ACCOUNTS (a JSON file written by bench/load.py from the database);
+without it the demo accounts are used. LOAD_WAIT="min,max" sets the think time in seconds (default 1,3).
+When the run ends, LOAD_OUTCOMES (JSON) receives the outcomes of approvals (approved / lost a race to another
+reviewer / nothing waiting) and every request's timing (start, name, method, ms, failed), so the runner computes
+exact percentiles (locust's own are rounded) and can leave the login burst out of the steady-state figures.
+"""
+import html
+import json
+import os
+import random
+import re
+import time
+from collections import Counter
+from datetime import date
+
+from locust import HttpUser, between, events, task
+
+PASSWORD = os.environ.get("LOAD_PASSWORD", "Xueji#2026")
+_today = date.today()
+_year = _today.year if _today.month >= 9 else _today.year - 1
+DEMO = {
+    "registrar": [{"username": f"school_{s}_clerk", "schools": []} for s in ("a1", "a2", "b1", "b2")],
+    "school_reviewer": [{"username": f"school_{s}_leader", "schools": []} for s in ("a1", "a2", "b1", "b2")],
+    "county_reviewer": [{"username": f"county_{c}_reviewer", "schools": []} for c in ("a", "b")],
+    "bureau": [{"username": f"county_{c}_clerk", "schools": []} for c in ("a", "b")],
+    "cohorts": [_year - 2, _year - 1, _year],
+}
+
+
+def _load_accounts():
+    path = os.environ.get("LOAD_ACCOUNTS")
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return DEMO
+
+
+ACCOUNTS = _load_accounts()
+COHORTS = ACCOUNTS.get("cohorts") or DEMO["cohorts"]
+# Name searches as registrars type them: a common surname, or surname + one given-name character.
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰"
+OUTCOMES = Counter()
+TIMINGS = []
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+STUDENT_RE = re.compile(r'href="/student/show/(\d+)"')
+REQUEST_RE = re.compile(r'href="/request/show/(\d+)"')
+DECIDE_RE = re.compile(r'action="/request/decide/(\d+)"')
+
+
+def _wait():
+    lo, hi = (float(x) for x in os.environ.get("LOAD_WAIT", "1,3").split(","))
+    return between(lo, hi)
+
+
+class XuejiUser(HttpUser):
+    abstract = True
+    wait_time = _wait()
+    pool = "registrar"
+    _next = Counter()            # round-robin over the accounts of each pool
+
+    def on_start(self):
+        accounts = []
+        for pool in self.pool.split("+"):
+            accounts += ACCOUNTS.get(pool) or []
+        n = XuejiUser._next[self.pool]
+        XuejiUser._next[self.pool] += 1
+        self.account = accounts[n % len(accounts)]
+        self.student_ids = []
+        self.login()
+
+    def login(self):
+        page = self.client.get("/login/", name="/login/ [form]")
+        token = CSRF_RE.search(page.text)
+        with self.client.post("/login/", name="/login/ [post]", catch_response=True, allow_redirects=True,
+                              data={"username": self.account["username"], "password": PASSWORD,
+                                    "csrf_token": token.group(1) if token else ""}) as resp:
+            if resp.status_code != 200 or resp.url.rstrip("/").endswith("/login"):
+                resp.failure(f"login of {self.account['username']} failed ({resp.status_code})")
+
+    def get(self, url, name, **kw):
+        """GET that counts a bounce to the login page (an expired or lost session) as a failure."""
+        with self.client.get(url, name=name, catch_response=True, **kw) as resp:
+            if resp.status_code == 200 and "/login/" in resp.url:
+                resp.failure("redirected to login")
+            return resp
+
+    def remember_students(self, page):
+        ids = STUDENT_RE.findall(page.text or "")
+        if ids:
+            self.student_ids = ids
+
+    def school_filter(self):
+        schools = self.account.get("schools") or []
+        return f"&_flt_0_school={random.choice(schools)}" if schools else ""
+
+
+class SchoolRegistrar(XuejiUser):
+    """学校学籍管理员 of one school: browses, searches and opens records of the school."""
+    weight = 5
+    pool = "registrar"
+
+    @task(2)
+    def home(self):
+        self.get("/", name="/ [待办]")
+
+    @task(4)
+    def student_list(self):
+        cohort = random.choice(COHORTS)
+        page = random.choice((0, 0, 0, 1, 2))
+        self.remember_students(self.get(
+            f"/student/list/?_flt_0_cohort_year={cohort}&_flt_3_status=在校&page_StudentView={page}",
+            name="/student/list/ [grade+status]"))
+
+    @task(1)
+    def student_list_plain(self):
+        self.remember_students(self.get("/student/list/", name="/student/list/"))
+
+    @task(3)
+    def name_search(self):
+        term = random.choice(SURNAMES) + (random.choice(GIVEN) if random.random() < 0.5 else "")
+        self.remember_students(self.get(f"/student/list/?_flt_2_name={term}", name="/student/list/ [name]"))
+
+    @task(4)
+    def student_page(self):
+        if not self.student_ids:
+            return self.student_list()
+        self.get(f"/student/show/{random.choice(self.student_ids)}", name="/student/show/<id>")
+
+    @task(1)
+    def requests(self):
+        page = self.get("/request/list/", name="/request/list/")
+        ids = REQUEST_RE.findall(page.text or "")
+        if ids:
+            self.get(f"/request/show/{random.choice(ids[:10])}", name="/request/show/<id>")
+
+    @task(1)
+    def problems(self):
+        self.get("/problem/list/", name="/problem/list/")
+
+
+class Reviewer(XuejiUser):
+    """学校学籍主管领导 and 区县教育局审核: approve what waits at their step, through the form on the request page."""
+    weight = 2
+    pool = "school_reviewer+county_reviewer"
+
+    @task(5)
+    def approve_one(self):
+        home = self.get("/", name="/ [待办]")
+        waiting = REQUEST_RE.findall(home.text or "")
+        if not waiting:
+            OUTCOMES["nothing waiting"] += 1
+            return
+        pk = random.choice(waiting[:20])        # several reviewers share an account: spread their picks
+        page = self.get(f"/request/show/{pk}", name="/request/show/<id>")
+        token, form = CSRF_RE.search(page.text or ""), DECIDE_RE.search(page.text or "")
+        if not form:
+            OUTCOMES["already decided (page without form)"] += 1
+            return
+        with self.client.post(f"/request/decide/{pk}", name="/request/decide/<id> [通过]", catch_response=True,
+                              data={"csrf_token": token.group(1) if token else "", "decision": "通过",
+                                    "comment": "同意"}) as resp:
+            text = html.unescape(resp.text or "")
+            if resp.status_code != 200:
+                resp.failure(f"decide answered {resp.status_code}")
+            elif "已办理" in text:
+                OUTCOMES["approved"] += 1
+            elif "已被他人处理" in text or "不能审核" in text:
+                OUTCOMES["lost the race (another reviewer decided first)"] += 1
+            else:
+                OUTCOMES["refused"] += 1
+                resp.failure("decision refused")
+
+    @task(1)
+    def request_list(self):
+        self.get("/request/list/", name="/request/list/")
+
+
+class BureauUser(XuejiUser):
+    """区县 / 地市 / 省 教育局经办: region-wide lists, searches, queries and statistics."""
+    weight = 3
+    pool = "bureau"
+
+    @task(2)
+    def home(self):
+        self.get("/", name="/ [待办]")
+
+    @task(4)
+    def student_list(self):
+        cohort = random.choice(COHORTS)
+        self.remember_students(self.get(
+            f"/student/list/?_flt_0_cohort_year={cohort}&_flt_3_status=在校{self.school_filter()}",
+            name="/student/list/ [school+grade+status]"))
+
+    @task(3)
+    def name_search(self):
+        term = random.choice(SURNAMES) + random.choice(GIVEN)
+        self.remember_students(self.get(f"/student/list/?_flt_2_name={term}&_flt_3_status=在校",
+                                        name="/student/list/ [name]"))
+
+    @task(2)
+    def student_page(self):
+        if not self.student_ids:
+            return self.student_list()
+        self.get(f"/student/show/{random.choice(self.student_ids)}", name="/student/show/<id>")
+
+    @task(2)
+    def current_students(self):
+        self.get(f"/query/current/list/?_flt_0_cohort_year={random.choice(COHORTS)}{self.school_filter()}",
+                 name="/query/current/list/ [在校生查询]")
+
+    @task(1)
+    def changes(self):
+        self.get("/query/changes/list/", name="/query/changes/list/ [异动查询]")
+
+    @task(1)
+    def statistics(self):
+        self.get("/statistics/", name="/statistics/")
+
+
+@events.request.add_listener
+def _timing(request_type, name, response_time, response_length, exception=None, start_time=None, **_kw):
+    TIMINGS.append((round(start_time or time.time(), 3), name, request_type, round(response_time, 1),
+                    exception is not None))
+
+
+@events.quitting.add_listener
+def _write_outcomes(environment, **_kw):
+    path = os.environ.get("LOAD_OUTCOMES")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"outcomes": dict(OUTCOMES), "timings": TIMINGS}, f, ensure_ascii=False)
