@@ -1,0 +1,124 @@
+"""Harness for the real-browser journeys (tests/test_browser.py): the app on a fresh SQLite demo database,
+served by werkzeug's threaded WSGI server on a free 127.0.0.1 port, driven by Debian's chromium through
+Playwright (sync API). Nothing is downloaded: Playwright launches /usr/bin/chromium (XUEJI_CHROMIUM elsewhere).
+
+CSRF protection is on, as in production: the browser submits the real forms with their tokens.
+"""
+import os
+import struct
+import threading
+import zlib
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = os.environ.get("XUEJI_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser")
+DEMO_PASSWORD = "Xueji#2026"
+
+
+def missing_browser() -> str | None:
+    """Why the journeys cannot run here (None when they can)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements.txt)"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"chromium not found at {CHROMIUM} (apt-get install chromium fonts-noto-cjk, or set XUEJI_CHROMIUM)"
+    return None
+
+
+def build_app(tmp: str):
+    """A migrated app with a freshly loaded demo world in its own SQLite file under ``tmp``."""
+    from app import create_app
+    from app.cli import prepare_database
+    from app.demo import load_demo
+    from app.extensions import db
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/browser.db",
+        "UPLOAD_FOLDER": os.path.join(tmp, "uploads"),
+        "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",     # fast hashing in tests only
+        "WTF_CSRF_ENABLED": True,                          # as in production
+        "AUTH_RATE_LIMIT": "1000 per minute",              # a dozen logins in a few seconds from one address
+    })
+    with app.app_context():
+        prepare_database(False)
+        load_demo(app.appbuilder, classes_per_grade=2, students_per_class=4, graduates=20, password=DEMO_PASSWORD,
+                  near_cap=False, with_problems=False)
+        db.session.remove()
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):      # no access log on the test output
+        pass
+
+
+class LiveServer:
+    """``app`` served by werkzeug (threaded) in a background thread on a free port of 127.0.0.1."""
+
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="xueji-live-server", daemon=True)
+
+    def start(self) -> "LiveServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def png_bytes(width: int = 24, height: int = 16, rgb=(200, 40, 40)) -> bytes:
+    """A real (tiny, valid) PNG image: signature, IHDR, one zlib-compressed IDAT, IEND."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))     # filter byte 0 + RGB pixels per row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+class Journey:
+    """One journey in one browser (a context of its own: cookies, cache), its page, and its screenshot in
+    test-artifacts/browser/<name>.png (``<name>.failed.png`` plus the page's HTML when it failed). Users take
+    turns on it like on a shared office machine: 注销, then the next one signs in."""
+
+    def __init__(self, browser, base_url: str, name: str, timeout_ms: int = 15_000):
+        self.name = name
+        self.context = browser.new_context(base_url=base_url, locale="zh-CN", accept_downloads=True,
+                                           viewport={"width": 1280, "height": 900})
+        self.context.set_default_timeout(timeout_ms)
+        self.page = self.context.new_page()
+        self.user = None
+        for stale in (f"{name}.png", f"{name}.failed.png", f"{name}.failed.html"):
+            if os.path.exists(os.path.join(ARTIFACTS, stale)):
+                os.remove(os.path.join(ARTIFACTS, stale))
+
+    def login(self, username: str, password: str = DEMO_PASSWORD):
+        """Sign ``username`` in through the login form (after signing the previous user out); returns the page,
+        on whatever page the app sends the user to after signing in."""
+        page = self.page
+        if self.user is not None:
+            page.goto("/logout/")
+        page.goto("/login/")
+        page.fill("#username", username)
+        page.fill("#password", password)
+        page.click("input[type=submit]")
+        page.wait_for_url(lambda u: "/login" not in u)
+        self.user = username
+        return page
+
+    def finish(self, failed: bool) -> None:
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        try:
+            shot = os.path.join(ARTIFACTS, f"{self.name}.failed.png" if failed else f"{self.name}.png")
+            self.page.screenshot(path=shot, full_page=True)
+            if failed:
+                with open(os.path.join(ARTIFACTS, f"{self.name}.failed.html"), "w", encoding="utf-8") as f:
+                    f.write(self.page.content())
+        except Exception:             # a crashed page must not hide the test's own failure
+            pass
+        self.context.close()
