@@ -101,8 +101,11 @@ class Journey:
         """Sign ``username`` in through the login form (after signing the previous user out); returns the page,
         on whatever page the app sends the user to after signing in."""
         page = self.page
-        if self.user is not None:
-            page.goto("/logout/")
+        if self.user is not None:                 # 注销 from the user menu of the navbar
+            logout = page.locator('a[href="/logout/"]')
+            page.locator("li.dropdown", has=logout).locator("a.dropdown-toggle").click()
+            logout.click()
+            page.wait_for_load_state()
         page.goto("/login/")
         page.fill("#username", username)
         page.fill("#password", password)

@@ -6,8 +6,8 @@ SQLite only (the journeys test the screens, not the database): conftest's `app` 
 databases, is not used here.
 """
 import csv
-import re
 import io
+import re
 from datetime import datetime
 
 import pytest
@@ -22,9 +22,10 @@ from tests.browser import Journey, LiveServer, build_app, missing_browser, png_b
 NOW = datetime(2026, 11, 20, 10, 0)      # the demo's school year 2026; no calendar pause, working day
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """(app, server, browser) for the whole session: one fresh database, one server, one chromium."""
+    """(app, server, browser) shared by the journeys: one fresh database, one server, one chromium, built once
+    and stopped as soon as this module is done (not kept running through the rest of the suite)."""
     reason = missing_browser()
     if reason:
         pytest.skip(reason)
@@ -50,7 +51,8 @@ def live(tmp_path_factory):
 
 
 @pytest.fixture
-def app(live):
+def live_app(live):
+    """The served app, for looking at the database (not named ``app``: pytest-flask would patch that one)."""
     return live[0]
 
 
@@ -97,14 +99,14 @@ def query(app, stmt):
             db.session.remove()
 
 
-def test_first_login_forces_a_password_change(app, journey):
+def test_first_login_forces_a_password_change(live_app, journey):
     """A bureau clerk creates a school registrar account; at its first login the new registrar must change the
     initial password: a weak one is refused in Chinese, a strong one accepted, then the 待办 home page shows."""
     from models import School, XuejiUser
-    school = query(app, select(School.name).where(School.code == "4101020001"))[0][0]
+    school = query(live_app, select(School.name).where(School.code == "4101020001"))[0][0]
 
     page = journey.login("county_a_clerk")
-    page.goto("/users/list/")
+    menu(page, "用户权限", "用户列表")
     page.locator('a[href^="/users/add"]').first.click()
     page.fill("#username", "school_a1_new")
     page.fill("#last_name", "李")
@@ -118,9 +120,9 @@ def test_first_login_forces_a_password_change(app, journey):
     page.get_by_role("button", name="保存").click()
     expect(page.locator("body")).to_contain_text("记录已添加")
     expect(page.locator("table.table-bordered")).to_contain_text("school_a1_new")    # back on the list
-    (user,) = query(app, select(XuejiUser.must_change_password, XuejiUser.password_changed_on)
-                    .where(XuejiUser.username == "school_a1_new"))
-    assert user.must_change_password
+    (user,) = query(live_app, select(XuejiUser.must_change_password, School.code)
+                    .join(School, School.id == XuejiUser.school_id).where(XuejiUser.username == "school_a1_new"))
+    assert user == (True, "4101020001")
 
     page = journey.login("school_a1_new", "Chushi#2026")
     expect(page).to_have_url(re.compile("/resetmypassword/"))
@@ -132,30 +134,31 @@ def test_first_login_forces_a_password_change(app, journey):
     page.fill("#conf_password", "abcdefgh")
     page.get_by_role("button", name="保存").click()
     expect(page.locator("body")).to_contain_text("密码太简单")
-    assert query(app, select(XuejiUser.must_change_password).where(XuejiUser.username == "school_a1_new"))[0][0]
+    assert query(live_app, select(XuejiUser.must_change_password).where(
+        XuejiUser.username == "school_a1_new"))[0][0]
 
     page.fill("#password", "Xinmima#2027")
     page.fill("#conf_password", "Xinmima#2027")
     page.get_by_role("button", name="保存").click()
     expect(page.locator("body")).to_contain_text("密码已修改")
-    page.goto("/")
+    page.get_by_role("link", name="学籍管理 Xueji").click()                  # the brand link: home
     expect(page.locator("body")).to_contain_text("待我审核")
     expect(page.locator("body")).to_contain_text(school)
-    (after,) = query(app, select(XuejiUser.must_change_password, XuejiUser.password, XuejiUser.school_id,
-                                 School.code).join(School, School.id == XuejiUser.school_id)
-                     .where(XuejiUser.username == "school_a1_new"))
+    (after,) = query(live_app, select(XuejiUser.must_change_password, XuejiUser.password, School.code)
+                     .join(School, School.id == XuejiUser.school_id).where(XuejiUser.username == "school_a1_new"))
     assert not after.must_change_password and after.code == "4101020001"
     assert check_password_hash(after.password, "Xinmima#2027")
 
 
-def test_admission_import_with_errors_then_fixed(app, journey, tmp_path):
+def test_admission_import_with_errors_then_fixed(live_app, journey, tmp_path):
     """The 高中's registrar downloads the admission template, fills it with openpyxl (three good rows, a mistyped
     学籍号, an ID that Excel turned into a number, a wrong name), uploads it, sees each bad cell marked with a
     Chinese message, fixes the file, uploads it again and commits: the admissions wait for the county."""
     from models import School, Student
     from models.admissions import Admission, ImportBatch
-    a1, a2 = (query(app, select(School.id).where(School.code == code))[0][0] for code in ("4101020001", "4101020002"))
-    grads = query(app, select(Student.name, Student.xjh, Student.id_number, Student.id).where(
+    a1, a2 = (query(live_app, select(School.id).where(School.code == code))[0][0]
+              for code in ("4101020001", "4101020002"))
+    grads = query(live_app, select(Student.name, Student.xjh, Student.id_number, Student.id).where(
         Student.school_id == a1, Student.status == "毕业").order_by(Student.id).limit(6))
     assert len(grads) == 6
 
@@ -206,7 +209,7 @@ def test_admission_import_with_errors_then_fixed(app, journey, tmp_path):
     expect(page.locator("p", has_text="有问题")).to_contain_text("有效 3 行，有问题 3 行")
     page.get_by_role("button", name="全部正确才提交").click()             # all or nothing: refused, nothing kept
     expect(body).to_contain_text("名单有3行未通过校验，按“全部正确才提交”未提交任何记录")
-    assert query(app, select(func.count()).select_from(Admission).where(Admission.school_id == a2))[0][0] == 0
+    assert query(live_app, select(func.count()).select_from(Admission).where(Admission.school_id == a2))[0][0] == 0
 
     fixed = fill(good + [[g.name, g.xjh, "高中"] for g in grads[3:]], "录取名单（已改）.xlsx")
     good_batch = upload(fixed)
@@ -217,16 +220,16 @@ def test_admission_import_with_errors_then_fixed(app, journey, tmp_path):
     expect(body).to_contain_text("已提交6名学生，等待区县教育局审核")
     expect(page.locator("h3 small")).to_contain_text("已提交")
 
-    admitted = query(app, select(Admission.student_id, Admission.state, Admission.method).where(
+    admitted = query(live_app, select(Admission.student_id, Admission.state, Admission.method).where(
         Admission.school_id == a2, Admission.current == 1).order_by(Admission.student_id))
     assert [(a.student_id, a.state, a.method) for a in admitted] == [(g.id, "待审核", "自主招生") for g in grads]
-    assert query(app, select(ImportBatch.state).where(ImportBatch.id == bad_batch))[0][0] == "已校验"
+    assert query(live_app, select(ImportBatch.state).where(ImportBatch.id == bad_batch))[0][0] == "已校验"
 
 
 def approve(journey, username, request_id, comment):
     """``username`` signs in, opens the request from the 待我审核 list of the home page and approves it."""
-    page = journey.login(username)
-    page.goto("/")
+    page = journey.login(username)                               # signing in lands on the 待办 home page
+    expect(page.locator("h4", has_text="待我审核")).to_be_visible()
     waiting = page.locator("table", has=page.locator("th", has_text="本环节截止"))
     waiting.locator(f'a[href="/request/show/{request_id}"]').click()
     expect(page.locator(".tracker li.current")).to_be_visible()
@@ -245,12 +248,12 @@ def a1_pupil(app, offset):
                  .order_by(Student.id).offset(offset).limit(1))[0]
 
 
-def test_suspension_with_evidence_approved_by_school_and_county(app, journey):
+def test_suspension_with_evidence_approved_by_school_and_county(live_app, journey):
     """休学: the registrar files it from the student's page with a PNG 证明材料; the school leader and then the
     county reviewer approve it from their 待办 lists; only then the status becomes 休学."""
     from models import Student
     from models.requests import Evidence, Request
-    pupil = a1_pupil(app, 0)
+    pupil = a1_pupil(live_app, 0)
 
     page = journey.login("school_a1_clerk")
     page.goto(f"/student/show/{pupil.id}")
@@ -265,26 +268,26 @@ def test_suspension_with_evidence_approved_by_school_and_county(app, journey):
     expect(page.locator("body")).to_contain_text("已提交，等待学校学籍主管领导审核")
     expect(page.locator("body")).to_contain_text("医院证明.png")
     rid = int(re.search(r"/request/show/(\d+)", page.url).group(1))
-    assert query(app, select(Student.status).where(Student.id == pupil.id))[0][0] == "在校"
+    assert query(live_app, select(Student.status).where(Student.id == pupil.id))[0][0] == "在校"
 
     approve(journey, "school_a1_leader", rid, "情况属实，同意休学")
-    assert query(app, select(Student.status).where(Student.id == pupil.id))[0][0] == "在校"   # county next
+    assert query(live_app, select(Student.status).where(Student.id == pupil.id))[0][0] == "在校"   # county next
     page = approve(journey, "county_a_reviewer", rid, "同意")
     expect(page.locator("h3 .label")).to_have_text("已通过")
     expect(page.locator("body")).to_contain_text("情况属实，同意休学")
-    page.get_by_role("link", name=re.compile(pupil.name)).click()
-    expect(page.locator("body")).to_contain_text("休学")
+    page.get_by_role("link", name=re.compile(pupil.name)).click()              # the student's page
+    expect(page.locator("tr", has=page.locator("th", has_text="学籍状态")).locator("td")).to_have_text("休学")
 
-    (student,) = query(app, select(Student.status, Student.class_id).where(Student.id == pupil.id))
+    (student,) = query(live_app, select(Student.status, Student.class_id).where(Student.id == pupil.id))
     assert (student.status, student.class_id) == ("休学", None)
-    (req,) = query(app, select(Request.state, Request.subtype).where(Request.id == rid))
+    (req,) = query(live_app, select(Request.state, Request.subtype).where(Request.id == rid))
     assert (req.state, req.subtype) == ("已通过", "休学")
-    (evidence,) = query(app, select(Evidence.original_name, Evidence.mime, Evidence.size).where(
+    (evidence,) = query(live_app, select(Evidence.original_name, Evidence.mime, Evidence.size).where(
         Evidence.request_id == rid))
     assert evidence == ("医院证明.png", "image/png", len(png_bytes()))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def second_junior_school(live):
     """The demo's two 中原区 schools are an 初中 and a 高中, and a transfer keeps the grade; a same-county
     transfer needs a second 初中 in 中原区: added here through the models and the security manager (the
@@ -309,13 +312,13 @@ def second_junior_school(live):
     return ids
 
 
-def test_same_county_transfer(app, journey, second_junior_school):
+def test_same_county_transfer(live_app, journey, second_junior_school):
     """转学 inside 中原区: the receiving school files it with the 学籍号 and 姓名; 转入校, then the sending school
     (which sees it in its 待办 list) and the county approve; the student then belongs to the new class."""
     from models import Enrollment, Student
     from models.requests import Request
     to_school, to_class = second_junior_school
-    pupil = a1_pupil(app, 1)
+    pupil = a1_pupil(live_app, 1)
 
     page = journey.login("school_a3_clerk")
     menu(page, "学籍管理", "转学申请（转入）")
@@ -333,28 +336,28 @@ def test_same_county_transfer(app, journey, second_junior_school):
 
     approve(journey, "school_a3_leader", rid, "同意接收")
     approve(journey, "school_a1_leader", rid, "同意转出")
-    assert query(app, select(Student.school_id).where(Student.id == pupil.id))[0][0] != to_school
+    assert query(live_app, select(Student.school_id).where(Student.id == pupil.id))[0][0] != to_school
     page = approve(journey, "county_a_reviewer", rid, "同意")
     expect(page.locator("h3 .label")).to_have_text("已通过")
     expect(page.locator(".tracker li.done")).to_have_count(4)
 
-    assert query(app, select(Student.school_id, Student.class_id, Student.status).where(
+    assert query(live_app, select(Student.school_id, Student.class_id, Student.status).where(
         Student.id == pupil.id))[0] == (to_school, to_class, "在校")
-    assert query(app, select(Request.state, Request.chain_code).where(Request.id == rid))[0] == (
+    assert query(live_app, select(Request.state, Request.chain_code).where(Request.id == rid))[0] == (
         "已通过", "transfer_county")
-    spans = query(app, select(Enrollment.school_id, Enrollment.status, Enrollment.current).where(
+    spans = query(live_app, select(Enrollment.school_id, Enrollment.status, Enrollment.current).where(
         Enrollment.student_id == pupil.id).order_by(Enrollment.id))
     assert spans[-2][1] == "转出" and spans[-2][2] is None
     assert spans[-1][0] == to_school and spans[-1][2] == 1
 
 
-def test_bureau_filters_exports_and_sees_charts(app, journey, tmp_path):
+def test_bureau_filters_exports_and_sees_charts(live_app, journey, tmp_path):
     """The county clerk filters the student list with FAB's filter UI (school and 年级), exports exactly those
     rows as CSV, then opens 学籍统计 and sees the ECharts charts drawn."""
     from playwright.sync_api import Error as PlaywrightError
     from models import School, Student
-    (a2,) = query(app, select(School.id, School.name).where(School.code == "4101020002"))
-    expected = {x for (x,) in query(app, select(Student.xjh).where(
+    (a2,) = query(live_app, select(School.id, School.name).where(School.code == "4101020002"))
+    expected = {x for (x,) in query(live_app, select(Student.xjh).where(
         Student.school_id == a2.id, Student.cohort_year == 2025, Student.deleted_at.is_(None)))}
     assert expected
 
@@ -390,7 +393,6 @@ def test_bureau_filters_exports_and_sees_charts(app, journey, tmp_path):
     assert {r["全国学籍号"] for r in rows} == expected and len(rows) == len(expected)
     assert all(a2.name in r.values() and r["学籍状态"] == "在校" for r in rows)
 
-    page.goto("/")
     menu(page, "学籍管理", "学籍统计")
     expect(page.locator("h3")).to_contain_text("学籍统计")
     expect(page.locator("#table-overview")).to_contain_text(a2.name)
