@@ -379,12 +379,19 @@ def returned_to(session, actor) -> list[Request]:
 
 def waiting_for(session, actor) -> list[Request]:
     """Requests whose current step this user may decide (the 待办 list's first block), overdue first."""
-    q = apply_scope(select(Request).where(Request.state == PENDING), Request, scope_of(actor))
+    # Only steps of a role the user holds: filtered in SQL, so the limit counts requests this user may decide
+    # (requests waiting for other roles would otherwise be loaded and dropped, and could fill the 500).
+    at_my_role = select(ChainStep.id).where(ChainStep.chain_code == Request.chain_code,
+                                            ChainStep.seq == Request.step_seq,
+                                            ChainStep.role.in_(_roles(actor))).exists()
+    q = apply_scope(select(Request).where(Request.state == PENDING, at_my_role), Request, scope_of(actor))
     reqs = list(session.scalars(q.order_by(Request.step_due_on, Request.id).limit(500)))
     chains = {}
     out = []
     for req in reqs:
-        steps = chains.setdefault(req.chain_code, steps_of(session, req))
+        if req.chain_code not in chains:         # one query per chain (setdefault would query per request)
+            chains[req.chain_code] = steps_of(session, req)
+        steps = chains[req.chain_code]
         step = next((s for s in steps if s.seq == req.step_seq), None)
         if step is not None and may_decide(session, actor, req, step) is None:
             out.append(req)
