@@ -313,40 +313,69 @@ def stop_gunicorn(proc):
 
 
 class CpuSampler(threading.Thread):
-    """CPU seconds of the gunicorn processes, of locust and of the whole machine during the run."""
+    """CPU seconds used during the run by gunicorn, PostgreSQL, Redis, the locust client and everything else on
+    the machine (other people's work on a shared box), from per-process counters sampled every second."""
+    GROUPS = ("gunicorn", "postgresql", "redis", "locust", "other")
 
     def __init__(self, gunicorn_pid):
         super().__init__(daemon=True)
         import psutil
-        self.psutil, self.master = psutil, psutil.Process(gunicorn_pid)
-        self.stop_event, self.procs = threading.Event(), {}
+        self.psutil, self.master = psutil, gunicorn_pid
+        self.stop_event = threading.Event()
+        self.first, self.last, self.group = {}, {}, {}
+        self._sample(initial=True)
+        self.t0, self.sys0 = time.time(), psutil.cpu_times()
 
-    def _cpu(self, p):
-        t = p.cpu_times()
-        return t.user + t.system
+    def _classify(self, p, gunicorn):
+        if p.pid in gunicorn:
+            return "gunicorn"
+        name = p.info["name"] or ""
+        cmd = " ".join(p.info["cmdline"] or [])
+        if name.startswith("postgres") or "postgres:" in cmd:
+            return "postgresql"
+        if name.startswith("redis"):
+            return "redis"
+        if "locustfile.py" in cmd:
+            return "locust"
+        return "other"
+
+    def _sample(self, initial=False):
+        ps = self.psutil
+        try:
+            root = ps.Process(self.master)
+            gunicorn = {self.master} | {c.pid for c in root.children(recursive=True)}
+        except ps.Error:
+            gunicorn = set()
+        for p in ps.process_iter(["name", "cmdline", "cpu_times"]):
+            t = p.info["cpu_times"]
+            if t is None:
+                continue
+            cpu = t.user + t.system
+            try:
+                key = (p.pid, p.create_time())
+            except ps.Error:
+                continue
+            if key not in self.first:
+                self.first[key] = cpu if initial else 0.0   # a process born during the run counts from zero
+                self.group[key] = self._classify(p, gunicorn)
+            self.last[key] = cpu
 
     def run(self):
-        self.t0, self.sys0 = time.time(), self.psutil.cpu_times()
-        while not self.stop_event.is_set():
-            for p in [self.master] + self.master.children(recursive=True):
-                try:
-                    self.procs[p.pid] = self._cpu(p)
-                except self.psutil.Error:
-                    pass
-            self.stop_event.wait(1)
-
-    def start_counts(self):
-        self.base = {p.pid: self._cpu(p) for p in [self.master] + self.master.children(recursive=True)}
+        while not self.stop_event.wait(1):
+            self._sample()
 
     def result(self):
         self.stop_event.set()
         self.join()
+        self._sample()
         wall = time.time() - self.t0
         sys1 = self.psutil.cpu_times()
         busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0)  # noqa: E731
-        gunicorn = sum(v - self.base.get(pid, 0) for pid, v in self.procs.items())
-        return {"wall": wall, "machine_busy": busy(sys1) - busy(self.sys0), "gunicorn": gunicorn,
-                "cores": self.psutil.cpu_count()}
+        out = {g: 0.0 for g in self.GROUPS}
+        for key, cpu in self.last.items():
+            out[self.group[key]] += max(0.0, cpu - self.first[key])
+        out.update(wall=wall, machine_busy=busy(sys1) - busy(self.sys0), cores=self.psutil.cpu_count())
+        return out
 
 
 # --- locust -------------------------------------------------------------------------------------------------
@@ -359,15 +388,11 @@ def run_locust(port, users, rate, duration, run_dir, accounts_file, wait):
            "-u", str(users), "-r", str(rate), "-t", duration, "--host", f"http://127.0.0.1:{port}",
            "--csv", os.path.join(run_dir, "locust"), "--only-summary", "--stop-timeout", "10",
            "--exit-code-on-error", "0", "--loglevel", "WARNING"]
-    before = os.times()
     with open(os.path.join(run_dir, "locust.log"), "wb") as out:
         subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=True,
                        timeout=seconds(duration) + 120)
-    after = os.times()
     with open(outcomes, encoding="utf-8") as f:
         data = json.load(f)
-    data["locust_cpu"] = (after.children_user - before.children_user) + (after.children_system -
-                                                                           before.children_system)
     return data
 
 
@@ -416,7 +441,6 @@ def one_run(url, config, users, rate, duration, wait, accounts_file, run_root):
     try:
         proc = start_gunicorn(url, port, workers, worker_class, threads, os.path.join(run_dir, "gunicorn.log"))
         sampler = CpuSampler(proc.pid)
-        sampler.start_counts()
         sampler.start()
         started = time.time()
         data = run_locust(port, users, rate, duration, run_dir, accounts_file, wait)
@@ -426,7 +450,7 @@ def one_run(url, config, users, rate, duration, wait, accounts_file, run_root):
     summary = summarise(data["timings"], started, ramp_s=users / rate + 5)
     with open(os.path.join(run_dir, "gunicorn.log"), encoding="utf-8", errors="replace") as f:
         server_log = f.read()
-    summary.update(label=label, config=config, outcomes=data["outcomes"], cpu=cpu, locust_cpu=data["locust_cpu"],
+    summary.update(label=label, config=config, outcomes=data["outcomes"], cpu=cpu,
                    tracebacks=server_log.count("Traceback"), run_dir=run_dir)
     s = summary["all"]
     log(f"{label}: {s['n']} requests, {s['rps']:.1f} req/s, median {s['median']:.0f} ms, p95 {s['p95']:.0f} ms, "
@@ -479,9 +503,9 @@ def report(main, meta):
         f"Data: {meta['data_source']}. " + ", ".join(f"{k} {v:,}" for k, v in meta["size_before"].items()) + ".",
         "",
         f"Load: locust `-u {meta['users']} -r {meta['rate']} -t {meta['duration']}`, think time {meta['wait']} s "
-        "between a user's actions; users signed in through the /login/ form. Mix (by weight): school registrars 5 "
+        "between a user's actions; users signed in through the /login/ form. Mix (by weight): school registrars 6 "
         "(待办 home, student list by grade and status and its pages, name search, student pages, requests, 问题学籍), "
-        "reviewers 2 (待办 → request page → 通过 through the form with its CSRF token), bureau staff 3 (region-wide "
+        "reviewers 2 (待办 → request page → 通过 through the form with its CSRF token), bureau staff 2 (region-wide "
         "lists by school/grade, name search, 在校生查询, 异动查询, 学籍统计). Static files are not requested (nginx serves "
         "them in production, docs/DEPLOY.md).",
         "",
@@ -509,10 +533,10 @@ def report(main, meta):
         f"; pending requests before {meta['size_before']['pending requests']:,}, after "
         f"{meta['size_after']['pending requests']:,}.",
         "",
-        f"CPU over the {cpu['wall']:.0f} s run ({cpu['cores']} cores = {cpu['cores'] * cpu['wall']:.0f} CPU-s): "
-        f"machine busy {cpu['machine_busy']:.0f} CPU-s, of which gunicorn {cpu['gunicorn']:.0f}, the locust client "
-        f"{main['locust_cpu']:.0f} and the rest (PostgreSQL, Redis, anything else on the box) "
-        f"{max(0, cpu['machine_busy'] - cpu['gunicorn'] - main['locust_cpu']):.0f}.",
+        f"CPU during the run ({cpu['wall']:.0f} s × {cpu['cores']} cores = {cpu['cores'] * cpu['wall']:.0f} CPU-s, "
+        f"machine busy {cpu['machine_busy']:.0f}): gunicorn {cpu['gunicorn']:.0f}, PostgreSQL "
+        f"{cpu['postgresql']:.0f}, Redis {cpu['redis']:.1f}, the locust client {cpu['locust']:.0f}, other processes "
+        f"on the shared machine {cpu['other']:.0f} CPU-s.",
     ]
     if NOTES.strip():
         lines += ["", NOTES.strip()]

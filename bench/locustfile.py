@@ -109,7 +109,7 @@ class XuejiUser(HttpUser):
 
 class SchoolRegistrar(XuejiUser):
     """学校学籍管理员 of one school: browses, searches and opens records of the school."""
-    weight = 5
+    weight = 6
     pool = "registrar"
 
     @task(2)
@@ -190,7 +190,7 @@ class Reviewer(XuejiUser):
 
 class BureauUser(XuejiUser):
     """区县 / 地市 / 省 教育局经办: region-wide lists, searches, queries and statistics."""
-    weight = 3
+    weight = 2
     pool = "bureau"
 
     @task(2)
