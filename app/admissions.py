@@ -206,6 +206,15 @@ def check_batch(session, batch: ImportBatch) -> Checked:
     return checked
 
 
+def committed_rows(session, batch: ImportBatch) -> list:
+    """A committed batch's outcome, row by row (source row, 姓名, 学籍号, admission state): what the batch page shows
+    once the file is in, instead of checking it again (every row would then read as already admitted)."""
+    return session.execute(
+        select(Admission.source_row, Student.name, Student.xjh, Admission.state)
+        .join(Student, Student.id == Admission.student_id)
+        .where(Admission.batch_id == batch.id).order_by(Admission.source_row)).all()
+
+
 def commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool = False) -> tuple[int, int]:
     """Admit the valid rows (re-checked now, inside the transaction, with the quota row locked). Idempotent: a
     batch is committed once. Returns (admitted, conflicts) and files the county review request."""

@@ -97,6 +97,9 @@ def test_import_checks_every_row_and_commits_the_valid_ones(app, world, as_user)
     assert admissions_of(app, world.schools["a2"]) == []                    # all-or-nothing refused
     c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})
     assert [s for _, s in admissions_of(app, world.schools["a2"])] == ["待审核"] * 3
+    # the batch page now shows what went in, not a re-check that would call every row already admitted
+    done = c.get(f"/admissionimport/batch/{bid}").get_data(as_text=True)
+    assert "已提交 <b>3</b> 名学生" in done and done.count("待审核</td>") == 3 and "本校已录取该生" not in done
     # re-uploading the same file creates nothing twice
     assert upload(c, world.schools["a2"], workbook(c, rows)) is not None
     c.post(f"/admissionimport/batch/{bid}/commit", data={"mode": "valid_rows"})

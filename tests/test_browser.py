@@ -354,7 +354,6 @@ def test_same_county_transfer(live_app, journey, second_junior_school):
 def test_bureau_filters_exports_and_sees_charts(live_app, journey, tmp_path):
     """The county clerk filters the student list with FAB's filter UI (school and 年级), exports exactly those
     rows as CSV, then opens 学籍统计 and sees the ECharts charts drawn."""
-    from playwright.sync_api import Error as PlaywrightError
     from models import School, Student
     (a2,) = query(live_app, select(School.id, School.name).where(School.code == "4101020002"))
     expected = {x for (x,) in query(live_app, select(Student.xjh).where(
@@ -378,20 +377,25 @@ def test_bureau_filters_exports_and_sees_charts(live_app, journey, tmp_path):
     for row in shown.all():
         expect(row).to_contain_text(a2.name)
 
-    export = page.locator('a[href*="/export/csv"]')
-    with page.expect_download() as download:
-        if export.count():                      # the list's own export button
-            export.first.click()
-        else:                                   # no button yet: the export URL with the page's own filters
-            try:
-                page.goto("/student/export/csv?" + page.url.split("?", 1)[1])
-            except PlaywrightError as exc:      # a navigation that turns into a download "fails"
-                assert "Download is starting" in str(exc), exc
+    with page.expect_download() as download:     # CSV streams at once
+        page.locator("#export-csv").click()
     path = tmp_path / "students.csv"
     download.value.save_as(path)
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     assert {r["全国学籍号"] for r in rows} == expected and len(rows) == len(expected)
-    assert all(a2.name in r.values() and r["学籍状态"] == "在校" for r in rows)
+    assert all(r["学校"] == a2.name and r["学籍状态"] == "在校" for r in rows)
+
+    page.locator("#export-xlsx").click()          # Excel runs in the background: progress page, then the link
+    page.wait_for_url(re.compile(r"/exportjob/show/\d+"))
+    expect(page.locator("#job-download")).to_be_visible(timeout=30_000)
+    expect(page.locator("#job-text")).to_contain_text(f"已完成，共 {len(expected)} 行")
+    with page.expect_download() as download:
+        page.locator("#job-download").click()
+    path = tmp_path / "students.xlsx"
+    download.value.save_as(path)
+    sheet = load_workbook(path).worksheets[0]
+    header, *body = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert {r[header.index("全国学籍号")] for r in body} == expected and len(body) == len(expected)
 
     menu(page, "学籍管理", "学籍统计")
     expect(page.locator("h3")).to_contain_text("学籍统计")

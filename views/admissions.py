@@ -135,6 +135,9 @@ class AdmissionImportView(BaseView):
     @has_access
     def batch(self, pk):
         batch = self._batch(pk)
+        if batch.state != "已校验":
+            return self.render_template("xueji/admission_batch_done.html", batch=batch,
+                                        rows=admissions.committed_rows(db.session, batch), title=_l("提交结果"))
         checked = admissions.check_batch(db.session, batch)
         db.session.commit()
         by_row = {}

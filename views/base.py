@@ -113,7 +113,8 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
         """The columns a file gets: ``export_columns``, else the list's columns that are stored (a relationship
         exports its target's name); values pass through the list's formatters (codes become labels)."""
         return ExportSpec(self.datamodel.obj, (columns := self.export_columns or _stored_columns(self)),
-                          [str(self.label_columns.get(c, c)) for c in columns],
+                          [str(self.label_columns.get(c) or self.label_columns.get(c.split(".")[0], c))
+                           for c in columns],
                           {**self.formatters_columns, **self.export_formatters})
 
     def _export_ids(self):
