@@ -127,3 +127,9 @@ def test_ui_is_chinese_by_default_and_english_selectable(app, world, as_user):
     page = c.get("/student/list/").get_data(as_text=True)
     assert "National student number" in page and "Student records" in page
     assert "全国学籍号" not in page
+
+
+def test_account_list_shows_blank_not_none(app, world, as_user):
+    """A bureau account has no school and a school account no region: the list shows a blank cell."""
+    page = as_user("county_a_clerk").get("/users/list/").get_data(as_text=True)
+    assert "school_a1_clerk" in page and ">None<" not in page.replace(" ", "").replace("\n", "")

@@ -38,6 +38,8 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     list_title, show_title, add_title, edit_title = _l("账号"), _l("账号"), _l("新增账号"), _l("编辑账号")
     label_columns = USER_LABELS
     list_columns = ["username", "full_name", "school", "region", "roles", "phone", "active", "last_login"]
+    # a bureau account has no school, a school account no region: show blank, not "None"
+    formatters_columns = {c: (lambda v: "" if v is None else v) for c in ("school", "region", "phone", "last_login")}
     show_fieldsets = [
         ("账号", {"fields": ["username", "last_name", "first_name", "email", "active", "roles", "school",
                              "region", "phone", "qq"]}),
