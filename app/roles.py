@@ -19,7 +19,7 @@ ALL_ROLES = (ROLE_ADMIN,) + BUREAU_ROLES + SCHOOL_ROLES
 # Deleting is its own permission: a 学籍 is never deleted in place (that goes through 问题学籍 handling).
 VIEW_RW = {"list": "read", "show": "read", "download": "read", "export": "read",
            "add": "write", "edit": "write", "delete": "delete"}
-API_RW = {"get": "read", "get_list": "read", "info": "read",
+API_RW = {"get": "read", "get_list": "read", "info": "read", "export": "read",
           "post": "write", "put": "write", "delete": "delete"}
 
 R, W, D = "can_read", "can_write", "can_delete"

@@ -137,3 +137,40 @@ def test_old_exports_are_purged(app, world, as_user):
     with app.app_context():
         assert db.session.get(ExportJob, old_id) is None
     assert not os.path.exists(path)
+
+
+def test_api_export_lists_what_the_same_query_lists(app, world, client):
+    import io as _io
+    import prison
+    from openpyxl import load_workbook
+    from tests.conftest import api_headers
+    h = api_headers(client, "county_a_clerk")
+    q = prison.dumps({"filters": [{"col": "school_id", "opr": "eq", "value": world.schools["a2"]}],
+                      "order_column": "xjh", "order_direction": "desc"})
+    listed = client.get(f"/api/v1/student/?q={q}&page_size=100", headers=h).get_json()["result"]
+    resp = client.post(f"/api/v1/student/export?q={q}", headers=h)
+    assert resp.status_code == 202, resp.get_json()
+    job_id = resp.get_json()["id"]
+    exportjobs.wait(job_id)
+    status = client.get(resp.get_json()["status"], headers=h).get_json()
+    assert status["state"] == "done" and status["total"] == len(listed) > 0
+    ws = load_workbook(_io.BytesIO(client.get(f"/api/v1/exportjob/{job_id}/file", headers=h).data)).worksheets[0]
+    header, *rows = [[c.value for c in row] for row in ws.iter_rows()]
+    assert [r[header.index("全国学籍号")] for r in rows] == [s["xjh"] for s in listed]
+    assert [j["id"] for j in client.get("/api/v1/exportjob/", headers=h).get_json()["result"]] == [job_id]
+    # someone else's job: 404 on status and file, absent from their list
+    other = api_headers(client, "county_b_clerk")
+    assert client.get(f"/api/v1/exportjob/{job_id}/status", headers=other).status_code == 404
+    assert client.get(f"/api/v1/exportjob/{job_id}/file", headers=other).status_code == 404
+    assert client.get("/api/v1/exportjob/", headers=other).get_json()["result"] == []
+
+
+def test_api_export_stays_in_scope(app, world, client):
+    from tests.conftest import api_headers
+    h = api_headers(client, "school_b1_clerk")
+    resp = client.post("/api/v1/student/export", headers=h)
+    exportjobs.wait(resp.get_json()["id"])
+    with app.app_context():
+        in_scope = db.session.scalar(select(func.count()).select_from(Student).where(
+            Student.school_id == world.schools["b1"]))
+    assert client.get(resp.get_json()["status"], headers=h).get_json()["total"] == in_scope

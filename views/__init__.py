@@ -2,7 +2,7 @@
 initialization pattern); menu names are the internal keys roles grant `menu_access` on."""
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
-from views.exports import ExportJobView
+from views.exports import ExportJobApi, ExportJobView
 from views.graduation import GraduationView
 from views.queries import CurrentStudentQuery, GraduateQuery, HistoryQuery, StatusChangeQuery
 from views.statistics import StatisticsView
@@ -50,5 +50,5 @@ def register_views(appbuilder) -> None:
     for view in (GuardianView, EnrollmentView, KeyChangeView, StatusChangeView, ChainStepView):
         appbuilder.add_view_no_menu(view)
     for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,
-                EvidenceApi, ProblemApi, QuotaApi, AdmissionApi, ImportBatchApi, AccountApi):
+                EvidenceApi, ProblemApi, QuotaApi, AdmissionApi, ImportBatchApi, AccountApi, ExportJobApi):
         appbuilder.add_api(api)

@@ -11,8 +11,10 @@ import os
 
 from flask import abort, current_app, flash, g, redirect, request, Response, send_file, stream_with_context, url_for
 from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.api import get_list_schema, rison, safe
 from flask_appbuilder.api.convert import Model2SchemaConverter
-from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.exceptions import FABException
+from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.views import expose
 from sqlalchemy import or_
@@ -110,12 +112,7 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
         return q, filters
 
     def export_spec(self) -> ExportSpec:
-        """The columns a file gets: ``export_columns``, else the list's columns that are stored (a relationship
-        exports its target's name); values pass through the list's formatters (codes become labels)."""
-        return ExportSpec(self.datamodel.obj, (columns := self.export_columns or _stored_columns(self)),
-                          [str(self.label_columns.get(c) or self.label_columns.get(c.split(".")[0], c))
-                           for c in columns],
-                          {**self.formatters_columns, **self.export_formatters})
+        return export_spec_of(self)
 
     def _export_ids(self):
         """The screen's scoped, filtered, ordered query as a SELECT of ids."""
@@ -164,6 +161,16 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
             kwargs.setdefault("export_csv_url", url_for(f"{self.endpoint}.export", fmt="csv") + suffix)
             kwargs.setdefault("export_xlsx_url", url_for(f"{self.endpoint}.export", fmt="xlsx") + suffix)
         return super().render_template(template, **kwargs)
+
+
+def export_spec_of(owner) -> ExportSpec:
+    """The columns a file gets (screens and APIs alike): ``export_columns``, else the list's columns that are stored
+    (a relationship exports its target's name); values pass through the list's formatters (codes → labels)."""
+    columns = owner.export_columns or _stored_columns(owner)
+    labels = owner.label_columns
+    return ExportSpec(owner.datamodel.obj, columns,
+                      [str(labels.get(c) or labels.get(c.split(".")[0], c)) for c in columns],
+                      {**getattr(owner, "formatters_columns", {}), **owner.export_formatters})
 
 
 def _stored_columns(view) -> list[str]:
@@ -216,6 +223,52 @@ class XuejiApi(ModelRestApi):
     method_permission_name = API_RW
     base_filters = SCOPE_FILTER
     allow_browser_login = False
+    export_columns: list[str] | None = None
+    export_formatters: dict = {}
+
+    @expose("/export", methods=["POST"])
+    @protect()
+    @safe
+    @rison(get_list_schema)
+    def export(self, **kwargs):
+        """Start a background .xlsx export of what GET / with the same `q` (filters, order) lists.
+        ---
+        post:
+          summary: 后台导出 Excel（与列表相同的筛选条件，最多 100,000 行）
+          parameters:
+          - in: query
+            name: q
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/get_list_schema'
+          responses:
+            202:
+              description: the export job; poll /api/v1/exportjob/<id>/status, then GET its file
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            429:
+              description: the user already has exports running
+        """
+        args = kwargs.get("rison", {})
+        try:
+            joined = self._handle_filters_args(args)
+            order_column, order_direction = self._handle_order_args(args)
+        except FABException as exc:
+            return self.response_400(message=str(exc))
+        model = self.datamodel.obj
+        query = self.datamodel.apply_all(self.datamodel.session.query(model), joined, order_column, order_direction)
+        try:
+            job = exportjobs.start(self.datamodel.session, g.user.id, export_spec_of(self),
+                                   query.with_entities(model.id).statement, model.__tablename__,
+                                   request.query_string.decode())
+        except RuleError as exc:
+            self.datamodel.session.rollback()
+            return json_error(exc.status, exc.code, exc.message)
+        return self.response(202, id=job.id, total=job.total, truncated=job.truncated,
+                             status=f"/api/v1/exportjob/{job.id}/status")
 
     def pre_add(self, item):
         default_school(item)

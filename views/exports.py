@@ -3,14 +3,15 @@ Only the owner sees a job (scope "owner"); another user's job id answers 404 on 
 import os
 
 from flask import abort, jsonify, send_file, url_for
-from flask_appbuilder.security.decorators import has_access
+from flask_appbuilder.api import safe
+from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.views import expose
 
 from app import exportjobs
 from app.i18n import _l
 from app.scoping import ScopedInterface
 from models import ExportJob
-from views.base import XuejiModelView
+from views.base import XuejiApi, XuejiModelView
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -58,4 +59,65 @@ class ExportJobView(XuejiModelView):
         path = exportjobs.file_path(job) if job.state == "done" and job.file_name else None
         if path is None or not os.path.isfile(path):
             abort(404)
+        return send_file(path, as_attachment=True, download_name=f"{job.title}-{job.id}.xlsx", mimetype=XLSX)
+
+
+class ExportJobApi(XuejiApi):
+    """/api/v1/exportjob: the caller's own exports (POST /api/v1/<resource>/export starts one)."""
+    resource_name = "exportjob"
+    datamodel = ScopedInterface(ExportJob)
+    class_permission_name = "ExportJob"
+    include_route_methods = {"get_list", "status", "file"}
+    method_permission_name = {"get_list": "read", "status": "read", "file": "read"}
+    list_columns = ["id", "title", "state", "total", "done", "truncated", "created_at", "finished_at"]
+    order_columns = ["id", "created_at"]
+    base_order = ("id", "desc")
+
+    @expose("/<int:pk>/status")
+    @protect()
+    @safe
+    def status(self, pk):
+        """Progress of one export.
+        ---
+        get:
+          summary: 导出进度
+          parameters:
+          - in: path
+            name: pk
+            schema:
+              type: integer
+          responses:
+            200:
+              description: state (queued, running, done, failed), done, total, percent, error
+            404:
+              $ref: '#/components/responses/404'
+        """
+        job = self.datamodel.get(pk)
+        if job is None:
+            return self.response_404()
+        return self.response(200, **exportjobs.status(job))
+
+    @expose("/<int:pk>/file")
+    @protect()
+    @safe
+    def file(self, pk):
+        """The finished .xlsx.
+        ---
+        get:
+          summary: 下载导出的 Excel 文件
+          parameters:
+          - in: path
+            name: pk
+            schema:
+              type: integer
+          responses:
+            200:
+              description: the workbook
+            404:
+              $ref: '#/components/responses/404'
+        """
+        job = self.datamodel.get(pk)
+        path = exportjobs.file_path(job) if job is not None and job.state == "done" and job.file_name else None
+        if path is None or not os.path.isfile(path):
+            return self.response_404()
         return send_file(path, as_attachment=True, download_name=f"{job.title}-{job.id}.xlsx", mimetype=XLSX)

@@ -360,6 +360,10 @@ class StudentApi(XuejiApi):
     search_columns = ["xjh", "name", "id_number", "school_id", "stage", "cohort_year", "class_id", "status", "sex",
                       "has_problem"]
     order_columns = ["id", "xjh", "name", "cohort_year"]
+    # POST /api/v1/student/export writes the same file as the screen's 导出 Excel
+    label_columns = STUDENT_LABELS
+    export_columns = StudentView.export_columns
+    formatters_columns = StudentView.formatters_columns
 
 
 class GuardianApi(XuejiApi):
