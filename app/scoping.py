@@ -164,6 +164,19 @@ def apply_scope(query, model, scope: Scope | None = None):
     return query if cond is None else query.filter(cond)
 
 
+def resolved_scope_condition(model, session, scope: Scope | None = None):
+    """``scope_condition`` with a region's schools looked up first (one small indexed query), so a school-scoped
+    table is limited by ``school_id IN (<the ids>)``: the same rows as the IN-subquery, but the planner then
+    knows which schools it needs. Given only the subquery, PostgreSQL guesses: for ``ORDER BY … LIMIT 25`` it
+    walks the primary key or the whole school_id index from the start, which is 200 ms – 1 s when the
+    county's rows sit at the end of a million-row table (PERF-BASELINES B.2(1)); with the ids it reads one
+    school's index range and stops."""
+    scope = scope or current_scope()
+    if scope.kind == "region" and getattr(model, "__scope__", None) == "school":
+        return model.school_id.in_(list(session.scalars(schools_in_scope(scope))))
+    return scope_condition(model, scope)
+
+
 # --- writes ------------------------------------------------------------------------------------------
 
 def school_in_scope(school_id, scope: Scope, session) -> bool:
@@ -333,6 +346,8 @@ class ScopeFilter(BaseFilter):
     arg_name = None          # not selectable from ?q= filters
 
     def apply(self, query, value):
+        if isinstance(self.datamodel, ScopedInterface):
+            return query         # the interface scopes every query itself; adding it twice only costs the planner
         return apply_scope(query, self.model)
 
 
@@ -361,10 +376,12 @@ class ScopedInterface(SQLAInterface):
     def get_related_interface(self, col_name):
         """Dropdowns of related rows: scoped when the related model is (schools, classes …), plain for
         FAB's own tables (roles, groups), which role permissions and app.accounts guard instead."""
-        model = self.get_related_model(col_name)
-        if getattr(model, "__scope__", None) is None:
-            return SQLAInterface(model, self.session)
-        return ScopedInterface(model, self.session)
+        cache = self.__dict__.setdefault("_related_interfaces", {})
+        if col_name not in cache:       # FAB asks once per dropdown option (get_pk_func): build each only once
+            model = self.get_related_model(col_name)
+            cls = SQLAInterface if getattr(model, "__scope__", None) is None else ScopedInterface
+            cache[col_name] = cls(model, self.session)
+        return cache[col_name]
 
     def _write(self, fn):
         try:

@@ -8,16 +8,17 @@ from app.roles import VIEW_RW
 from app.scoping import ScopeFilter, ScopedInterface
 from models import Student
 from models.requests import Request
-from views.records import StudentView
+from views.records import STUDENT_LIST, StudentListInterface, StudentView
 from views.requests import RequestView
 
 FINISHED = ("毕业", "结业", "肄业")
 LEFT = ("转出", "退学", "开除", "死亡", "出国", "失踪", "其他离校")
 QUERY_ROUTES = {"list", "show", "export"}
+GRADUATE_LIST = ["xjh", "name", "sex_label", "school", "cohort_year", "status", "graduated_on", "cert_no"]
 
 
 class CurrentStudentQuery(StudentView):
-    datamodel = ScopedInterface(Student)
+    datamodel = StudentListInterface(Student, list_columns=STUDENT_LIST)
     route_base = "/query/current"
     include_route_methods = QUERY_ROUTES
     method_permission_name = {**VIEW_RW}
@@ -26,18 +27,18 @@ class CurrentStudentQuery(StudentView):
 
 
 class GraduateQuery(StudentView):
-    datamodel = ScopedInterface(Student)
+    datamodel = StudentListInterface(Student, list_columns=GRADUATE_LIST)
     route_base = "/query/graduates"
     include_route_methods = QUERY_ROUTES
     method_permission_name = {**VIEW_RW}
     list_title = show_title = _l("毕业生查询")
-    list_columns = ["xjh", "name", "sex_label", "school", "cohort_year", "status", "graduated_on", "cert_no"]
+    list_columns = GRADUATE_LIST
     label_columns = {**StudentView.label_columns, "graduated_on": _l("毕业日期"), "cert_no": _l("毕业证号")}
     base_filters = [["id", ScopeFilter, None], ["status", FilterInFunction, lambda: FINISHED]]
 
 
 class HistoryQuery(StudentView):
-    datamodel = ScopedInterface(Student)
+    datamodel = StudentListInterface(Student, list_columns=STUDENT_LIST)
     route_base = "/query/history"
     include_route_methods = QUERY_ROUTES
     method_permission_name = {**VIEW_RW}
