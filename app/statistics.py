@@ -1,60 +1,132 @@
-"""学生概况统计 and the numbers behind the charts: every table is one GROUP BY query in the user's scope; no
-student rows are loaded. Each function returns (headers, rows) so a table, a chart and an .xlsx share them."""
-from sqlalchemy import case, extract, func, select
+"""学生概况统计 and the numbers behind the charts, in the user's scope; no student rows are loaded. Each table
+function returns (headers, rows) so a table, a chart and an .xlsx share them.
+
+The four student tables (各区县, 学生概况, 各年级, 户口性质) and the class sizes (班额) are cut from one GROUP BY
+over the scope's 在校 students (per school, stage, grade, class and 户口性质, with the flag counts summed), so a
+city's page reads its 100,000 rows once instead of five times; the cut is memoised on the session until it
+flushes, commits or rolls back."""
+from collections import defaultdict
+
+from sqlalchemy import case, event, extract, func, select
+from sqlalchemy.orm import Session
 
 from app import settings
-from app.scoping import apply_scope
-from models import School, SchoolClass, Student
+from app.scoping import apply_scope, resolved_scope_condition
+from models import Region, School, SchoolClass, Student
 from models.admissions import Admission, Quota
+from models.codes import Setting
 from models.requests import Request
 
 LIVE = (Student.status == "在校") & Student.deleted_at.is_(None)
+# counted per group: (key, condition); the tables below pick and add them up
+FLAGS = [("male", Student.sex == "1"), ("female", Student.sex == "2"), ("minority", Student.ethnicity != "01"),
+         ("migrant", Student.migrant_child.is_(True)), ("rural", Student.hukou_type == "1"),
+         ("left_behind", Student.left_behind != "0"), ("orphan", Student.orphan.is_(True)),
+         ("martyr", Student.martyr_child.is_(True)), ("aid", Student.needs_aid.is_(True)),
+         ("disabled", Student.disability != "0"), ("problem", Student.has_problem.is_(True))]
+GROUP = (Student.school_id, Student.stage, Student.cohort_year, Student.class_id, Student.hukou_type)
+_MEMO = "xueji_statistics"
 
 
 def _count_if(cond):
     return func.sum(case((cond, 1), else_=0))
 
 
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session, *_args):
+    session.info.pop(_MEMO, None)
+
+
+def facts(session, scope) -> dict:
+    """The scope's 在校 students cut five ways from one GROUP BY (school, stage, 年级, class, 户口性质 with every
+    flag counted): per school, per county, per grade, per 户口性质 and per class. A region's schools are
+    resolved to ids first (app.scoping.resolved_scope_condition): an index range per school instead of the
+    IN-subquery's scan of the whole table. Memoised on the session until it flushes, commits or rolls back."""
+    memo = session.info.setdefault(_MEMO, {})
+    if scope in memo and not (session.new or session.dirty or session.deleted):
+        return memo[scope]
+    q = select(*GROUP, func.count(), *[_count_if(cond) for _key, cond in FLAGS]).where(LIVE).group_by(*GROUP)
+    cond = resolved_scope_condition(Student, session, scope)
+    if cond is not None:
+        q = q.where(cond)
+    width = 1 + len(FLAGS)                            # n and the flags, summed per school
+    school, grade, hukou, size = {}, {}, defaultdict(int), defaultdict(int)
+    grade_classes = defaultdict(set)
+    for sid, stage, cohort, class_id, hukou_type, *counts in session.execute(q):
+        totals = school.get(sid)
+        if totals is None:
+            totals = school[sid] = [0] * width
+        for i, v in enumerate(counts):
+            totals[i] += v
+        key = (stage, cohort)
+        by_sex = grade.setdefault(key, [0, 0])
+        by_sex[0] += counts[1 + MALE]
+        by_sex[1] += counts[1 + FEMALE]
+        hukou[hukou_type] += counts[0]
+        if class_id is not None:
+            size[class_id] += counts[0]
+            grade_classes[key].add(class_id)
+    info = {i: (c, n, k) for i, c, n, k in session.execute(
+        select(School.id, School.code, School.name, School.county_code).where(School.id.in_(sorted(school))))} \
+        if school else {}
+    cut = {"school": school, "info": info, "grade": grade, "grade_classes": grade_classes, "hukou": hukou,
+           "size": size}
+    session.info.setdefault(_MEMO, {})[scope] = cut
+    return cut
+
+
+FLAG = {key: i for i, (key, _cond) in enumerate(FLAGS)}
+MALE, FEMALE = FLAG["male"], FLAG["female"]
+
+
+def _pick(totals, keys):
+    """The counts of `keys` ('n' or a flag) from a school's totals."""
+    return [totals[0] if k == "n" else totals[1 + FLAG[k]] for k in keys]
+
+
 def overview(session, scope):
     """学生概况统计表: one row per school."""
-    q = (select(School.name, func.count(), _count_if(Student.sex == "1"), _count_if(Student.sex == "2"),
-                _count_if(Student.ethnicity != "01"), _count_if(Student.migrant_child.is_(True)),
-                _count_if(Student.hukou_type == "1"), _count_if(Student.left_behind != "0"),
-                _count_if(Student.orphan.is_(True)), _count_if(Student.martyr_child.is_(True)),
-                _count_if(Student.needs_aid.is_(True)), _count_if(Student.disability != "0"),
-                _count_if(Student.has_problem.is_(True)))
-         .join(School, School.id == Student.school_id).where(LIVE).group_by(School.code, School.name)
-         .order_by(School.code))
+    cut = facts(session, scope)
+    keys = ["n", "male", "female", "minority", "migrant", "rural", "left_behind", "orphan", "martyr", "aid",
+            "disabled", "problem"]
+    rows = [(cut["info"][sid][1], *_pick(totals, keys))
+            for sid, totals in sorted(cut["school"].items(), key=lambda kv: cut["info"][kv[0]][0])]
     headers = ["学校", "在校生", "男", "女", "少数民族", "随迁子女", "农业户口", "留守儿童", "孤儿", "烈士或优抚子女",
                "申请资助", "残疾", "问题学籍"]
-    return headers, [tuple(r) for r in session.execute(apply_scope(q, Student, scope)).all()]
+    return headers, rows
 
 
 def by_county(session, scope):
     """The same counts one level up: a row per county (a city bureau compares its counties)."""
-    from models import Region
-    q = (select(Region.name, func.count(func.distinct(School.id)), func.count(), _count_if(Student.sex == "2"),
-                _count_if(Student.ethnicity != "01"), _count_if(Student.migrant_child.is_(True)),
-                _count_if(Student.left_behind != "0"), _count_if(Student.has_problem.is_(True)))
-         .join(School, School.id == Student.school_id).join(Region, Region.code == School.county_code)
-         .where(LIVE).group_by(Region.code, Region.name).order_by(Region.code))
+    cut = facts(session, scope)
+    keys = ["n", "female", "minority", "migrant", "left_behind", "problem"]
+    per_county = {}
+    for sid, totals in cut["school"].items():
+        county = cut["info"][sid][2]
+        schools, sums = per_county.setdefault(county, [0, [0] * len(keys)])
+        per_county[county][0] = schools + 1
+        for i, v in enumerate(_pick(totals, keys)):
+            sums[i] += v
+    names = dict(session.execute(select(Region.code, Region.name).where(Region.code.in_(sorted(per_county)))).all()) \
+        if per_county else {}
+    rows = [(names[code], per_county[code][0], *per_county[code][1]) for code in sorted(per_county) if code in names]
     headers = ["区县", "学校数", "在校生", "女", "少数民族", "随迁子女", "留守儿童", "问题学籍"]
-    return headers, [tuple(r) for r in session.execute(apply_scope(q, Student, scope)).all()]
+    return headers, rows
 
 
 def by_grade(session, scope):
-    q = (select(Student.stage, Student.cohort_year, _count_if(Student.sex == "1"), _count_if(Student.sex == "2"),
-                func.count(func.distinct(Student.class_id)))
-         .where(LIVE).group_by(Student.stage, Student.cohort_year).order_by(Student.stage, Student.cohort_year.desc()))
-    rows = session.execute(apply_scope(q, Student, scope)).all()
-    return ["学段", "年级", "男", "女", "班级数"], [(s, f"{c}级", m, f, k) for s, c, m, f, k in rows]
+    cut = facts(session, scope)
+    rows = [(stage, f"{cohort}级", male, female, len(cut["grade_classes"][(stage, cohort)]))
+            for (stage, cohort), (male, female) in sorted(cut["grade"].items(), key=lambda kv: (kv[0][0], -kv[0][1]))]
+    return ["学段", "年级", "男", "女", "班级数"], rows
 
 
 def hukou(session, scope):
-    q = select(Student.hukou_type, func.count()).where(LIVE).group_by(Student.hukou_type)
+    counts = facts(session, scope)["hukou"]
     names = {"1": "农业户口", "2": "非农业户口"}
-    rows = session.execute(apply_scope(q, Student, scope)).all()
-    return ["户口性质", "人数"], [(names.get(h, h or "未填"), n) for h, n in rows]
+    return ["户口性质", "人数"], [(names.get(h, h or "未填"), counts[h])
+                              for h in sorted(counts, key=lambda h: (h is None, h or ""))]
 
 
 def status_changes(session, scope, year: int):
@@ -76,25 +148,41 @@ def admissions_vs_plan(session, scope, year: int):
     return ["学校", "学段", "招生计划", "已录取"], [tuple(r) for r in session.execute(apply_scope(q, Quota, scope)).all()]
 
 
+def _caps(session, counties, stages) -> dict:
+    """(county, stage) → the default 班额 (the stage's cap, below the hard limit), as app.settings resolves it
+    (county → city → province → installation → default), for all counties in one query."""
+    keys = [f"class_cap.{s}" for s in stages] + ["class_cap.hard_limit"]
+    codes = {c for county in counties for c in settings.region_chain(county) if c}
+    values = {}
+    if counties:
+        values = {(k, code): v for k, code, v in session.execute(
+            select(Setting.key, Setting.region_code, Setting.value).where(
+                Setting.key.in_(keys), Setting.region_code.in_(sorted(codes)) | Setting.region_code.is_(None)))}
+
+    def get(key, county):
+        for code in settings.region_chain(county):
+            if (key, code) in values:
+                return int(values[(key, code)])
+        return int(settings.DEFAULTS[key])
+    return {(c, s): min(get(f"class_cap.{s}", c), get("class_cap.hard_limit", c) - 1)
+            for c in counties for s in stages}
+
+
 def class_sizes(session, scope):
-    """班额: each class's size against its cap; 56+ is 大班额."""
-    q = (select(School.name, School.county_code, SchoolClass.stage, SchoolClass.cohort_year, SchoolClass.name,
-                SchoolClass.capacity, func.count(Student.id))
+    """班额: each class's size against its cap; 56+ is 大班额. Sizes come from the same GROUP BY (a student's class
+    is always one of the student's school's: app.students checks it at every write)."""
+    size = facts(session, scope)["size"]
+    q = (select(School.name, School.county_code, SchoolClass.id, SchoolClass.stage, SchoolClass.cohort_year,
+                SchoolClass.name, SchoolClass.capacity)
          .join(School, School.id == SchoolClass.school_id)
-         .outerjoin(Student, (Student.class_id == SchoolClass.id) & LIVE)
-         .group_by(School.code, School.name, School.county_code, SchoolClass.id, SchoolClass.stage,
-                   SchoolClass.cohort_year, SchoolClass.name, SchoolClass.capacity)
          .order_by(School.code, SchoolClass.cohort_year.desc(), SchoolClass.name))
-    rows = session.execute(apply_scope(q, SchoolClass, scope)).all()
-    defaults = {}                                # one settings lookup per county and stage, not per class
+    classes = session.execute(apply_scope(q, SchoolClass, scope)).all()
+    defaults = _caps(session, sorted({c.county_code for c in classes if c.capacity is None}),
+                     sorted({c.stage for c in classes if c.capacity is None}))
     out = []
-    for school, county, stage, cohort, name, cap, n in rows:
-        if cap is None:
-            key = (county, stage)
-            if key not in defaults:
-                defaults[key] = min(settings.get_int(session, f"class_cap.{stage}", county),
-                                    settings.get_int(session, "class_cap.hard_limit", county) - 1)
-            cap = defaults[key]
+    for school, county, cid, stage, cohort, name, cap in classes:
+        n = size.get(cid, 0)
+        cap = defaults[(county, stage)] if cap is None else cap
         out.append((school, f"{cohort}级{name}", n, cap, "大班额" if n >= 56 else ("已满" if n >= cap else "")))
     return ["学校", "班级", "人数", "班额", "提示"], out
 
