@@ -42,9 +42,16 @@ translations: install
 	$(BIN)/pybabel compile -d app/translations
 
 # Benchmarks (not part of `make test`): BENCH_DATABASE_URL picks the database (default: a scratch SQLite file).
+# The list and statistics benchmarks run on a generated province (bench/generate.py), made once and reused:
+# BENCH_STUDENTS students, 1,000,000 on BENCH_DATABASE_URL (PostgreSQL) and 200,000 on the default SQLite file.
+BENCH_STUDENTS ?= $(if $(BENCH_DATABASE_URL),1000000,200000)
+BENCH_DB_ARG = $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 bench: install
 	$(BIN)/python bench/bench_import.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 	$(BIN)/python bench/bench_promotion.py --students 200000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
+	$(BIN)/python bench/generate.py --students $(BENCH_STUDENTS) --reuse $(BENCH_DB_ARG)
+	$(BIN)/python bench/bench_list.py --students $(BENCH_STUDENTS) $(BENCH_DB_ARG)
+	$(BIN)/python bench/bench_statistics.py --students $(BENCH_STUDENTS) $(BENCH_DB_ARG)
 
 # Load run (not part of `make test`): 50 users against gunicorn + PostgreSQL + Redis on 127.0.0.1, bounded to
 # 60 s; creates the PostgreSQL database `load` if missing. LOAD_ARGS passes options to bench/load.py.
