@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import lazyload
 
 from app import clock, settings
 from app.errors import OutOfScope, RuleError
@@ -367,6 +368,12 @@ def _on_end(session, req: Request) -> None:
             problem.state = "待处理"
 
 
+# The 待办 lists show number, summary, state, school and due date: a request's other eager relationships (the
+# student's full record, the filer, history, evidence) load only if something asks for them.
+_LIST_ONLY = (lazyload(Request.student), lazyload(Request.filed_by), lazyload(Request.history),
+              lazyload(Request.evidence))
+
+
 def returned_to(session, actor) -> list[Request]:
     """The filer's requests that came back (退回修改 / 不通过): the 待办 list's second block."""
     scope = scope_of(actor)
@@ -374,7 +381,7 @@ def returned_to(session, actor) -> list[Request]:
         return []
     return list(session.scalars(select(Request).where(Request.school_id == scope.school_id,
                                                       Request.state.in_((RETURNED, REJECTED)))
-                                .order_by(Request.id.desc()).limit(200)))
+                                .options(*_LIST_ONLY).order_by(Request.id.desc()).limit(200)))
 
 
 def waiting_for(session, actor) -> list[Request]:
@@ -385,6 +392,7 @@ def waiting_for(session, actor) -> list[Request]:
                                             ChainStep.seq == Request.step_seq,
                                             ChainStep.role.in_(_roles(actor))).exists()
     q = apply_scope(select(Request).where(Request.state == PENDING, at_my_role), Request, scope_of(actor))
+    q = q.options(*_LIST_ONLY)
     reqs = list(session.scalars(q.order_by(Request.step_due_on, Request.id).limit(500)))
     chains = {}
     out = []
