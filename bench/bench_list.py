@@ -143,7 +143,9 @@ def render(info, machine, dialect, args, results, before) -> str:
              f"{info['cities']} cities, {info['counties']} counties, {info['schools']:,} schools, "
              f"{info['classes']:,} classes (bench/generate.py, seed {info['seed']}); the 10,000 county is "
              f"{county['code']} ({county['schools']} schools), the big county {big['code']} "
-             f"({big['students']:,} students, {big['schools']} schools, the last rows of the table).", "",
+             f"({big['students']:,} students, {big['schools']} schools, the last rows of the table)."
+             + (f" Generating it took {info['seconds']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in
+                info["phases"].items()) + ")." if info.get("phases") else ""), "",
              "Page = server time of `GET /student/list/?…` through the Flask test client (signed in through "
              "the login form; routing, session, permission checks, SQL, Jinja). Bare SQL = the page's own "
              "statements replayed on a raw DBAPI connection (the school ids of the county, the count, the page), "

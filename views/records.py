@@ -160,6 +160,17 @@ class StudentListInterface(ScopedInterface):
     def __init__(self, obj, session=None, list_columns=()):
         super().__init__(obj, session)
         self.list_load = tuple(list_columns)
+        # built once: a fresh alias per request makes SQLAlchemy re-derive each join (a few ms a page)
+        self._joins, columns = [], {"id", "school_id"}
+        for col in self.list_load:
+            if col in self.RELATED:
+                target, shown, skip = self.RELATED[col]
+                path = getattr(obj, col).of_type(alias := aliased(target))
+                self._joins.append((alias, path, contains_eager(path).options(
+                    load_only(*[getattr(alias, c) for c in shown]), *[lazyload(getattr(alias, r)) for r in skip])))
+            else:
+                columns.update(self.PROPERTIES.get(col, (col,)))
+        self._load = load_only(*[getattr(obj, c) for c in sorted(columns)])
 
     def query(self, filters=None, order_column="", order_direction="", page=None, page_size=None,
               select_columns=None, outer_default_load=False):
@@ -169,19 +180,10 @@ class StudentListInterface(ScopedInterface):
         if cond is not None:
             base = base.filter(cond)
         count = base.with_entities(func.count()).order_by(None).scalar()
-        columns = {"id", "school_id"}
-        options = []
         q = base
-        for col in self.list_load:
-            if col in self.RELATED:
-                target, shown, skip = self.RELATED[col]
-                alias = aliased(target)
-                q = q.outerjoin(alias, getattr(model, col).of_type(alias))
-                options.append(contains_eager(getattr(model, col).of_type(alias)).options(
-                    load_only(*[getattr(alias, c) for c in shown]), *[lazyload(getattr(alias, r)) for r in skip]))
-            else:
-                columns.update(self.PROPERTIES.get(col, (col,)))
-        q = q.options(load_only(*[getattr(model, c) for c in sorted(columns)]), *options)
+        for alias, path, _option in self._joins:
+            q = q.outerjoin(alias, path)
+        q = q.options(self._load, *[option for *_rest, option in self._joins])
         order_column = self.ORDER_BY.get(order_column, order_column)
         q = self.apply_order_by(q, order_column, order_direction, add_pk=True)
         q = self.apply_pagination(q, page, page_size)
