@@ -19,6 +19,7 @@ Files of each run (locust CSVs, raw timings, gunicorn log) go to instance/load/r
 """
 import argparse
 import json
+import math
 import os
 import platform
 import secrets
@@ -282,7 +283,11 @@ def start_gunicorn(url, port, workers, worker_class, threads, logfile):
     cmd = [os.path.join(BIN, "gunicorn"), "run:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
            "--worker-class", worker_class, "--timeout", "60", "--graceful-timeout", "10", "--log-level", "warning"]
     if worker_class == "gthread":
-        cmd += ["--threads", str(threads)]
+        # gthread keeps client connections alive (default 2 s). locust talks to gunicorn directly, and with a
+        # think time around 2 s a request sent just as the server closes the idle connection is reset: a
+        # client/server race that nginx (which opens its own upstream connections) does not have. So keep
+        # connections longer than any think time.
+        cmd += ["--threads", str(threads), "--keep-alive", "75"]
     out = open(logfile, "ab")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 90
@@ -317,12 +322,14 @@ class CpuSampler(threading.Thread):
     the machine (other people's work on a shared box), from per-process counters sampled every second."""
     GROUPS = ("gunicorn", "postgresql", "redis", "locust", "other")
 
-    def __init__(self, gunicorn_pid):
+    def __init__(self, gunicorn_pid, database):
         super().__init__(daemon=True)
+        self.database = database
         import psutil
         self.psutil, self.master = psutil, gunicorn_pid
         self.stop_event = threading.Event()
-        self.first, self.last, self.group = {}, {}, {}
+        self.first, self.last, self.group, self.rss = {}, {}, {}, {}
+        self.timeline = []                       # (time, {group: CPU-s so far}) once a second
         self._sample(initial=True)
         self.t0, self.sys0 = time.time(), psutil.cpu_times()
 
@@ -331,7 +338,15 @@ class CpuSampler(threading.Thread):
             return "gunicorn"
         name = p.info["name"] or ""
         cmd = " ".join(p.info["cmdline"] or [])
-        if name.startswith("postgres") or "postgres:" in cmd:
+        if name.startswith("postgres") or cmd.startswith("postgres:"):
+            # a backend reads "postgres: [cluster:] user database client state"; backends of other databases
+            # are other people's work, background processes (checkpointer, autovacuum …) count as ours
+            words = cmd.split()[1:]
+            if words and words[0].endswith(":"):
+                words = words[1:]
+            if len(words) >= 3 and words[0] not in ("autovacuum", "parallel", "logical", "background") \
+                    and words[1] != self.database:
+                return "other"
             return "postgresql"
         if name.startswith("redis"):
             return "redis"
@@ -359,10 +374,22 @@ class CpuSampler(threading.Thread):
                 self.first[key] = cpu if initial else 0.0   # a process born during the run counts from zero
                 self.group[key] = self._classify(p, gunicorn)
             self.last[key] = cpu
+            if p.pid in gunicorn and p.pid != self.master:
+                try:
+                    self.rss[p.pid] = max(self.rss.get(p.pid, 0), p.memory_info().rss)
+                except ps.Error:
+                    pass
+
+    def totals(self):
+        out = {g: 0.0 for g in self.GROUPS}
+        for key, cpu in self.last.items():
+            out[self.group[key]] += max(0.0, cpu - self.first[key])
+        return out
 
     def run(self):
         while not self.stop_event.wait(1):
             self._sample()
+            self.timeline.append((time.time(), self.totals()))
 
     def result(self):
         self.stop_event.set()
@@ -371,10 +398,9 @@ class CpuSampler(threading.Thread):
         wall = time.time() - self.t0
         sys1 = self.psutil.cpu_times()
         busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0)  # noqa: E731
-        out = {g: 0.0 for g in self.GROUPS}
-        for key, cpu in self.last.items():
-            out[self.group[key]] += max(0.0, cpu - self.first[key])
-        out.update(wall=wall, machine_busy=busy(sys1) - busy(self.sys0), cores=self.psutil.cpu_count())
+        out = self.totals()
+        out.update(timeline=self.timeline, wall=wall, machine_busy=busy(sys1) - busy(self.sys0), cores=self.psutil.cpu_count(),
+                   worker_rss_mb=max(self.rss.values(), default=0) / 2**20)
         return out
 
 
@@ -406,7 +432,25 @@ def pct(values, q):
     if not values:
         return 0.0
     values = sorted(values)
-    return values[min(len(values) - 1, max(0, int(round(q / 100 * len(values) + 0.5)) - 1))]
+    return values[min(len(values) - 1, max(0, math.ceil(q / 100 * len(values)) - 1))]
+
+
+def windows(timings, started_at, timeline, width=10):
+    """Per `width`-second window: requests, p95 without sign-ins, and CPU-s of the app and of other work."""
+    out, t = [], 0
+    span = max((x[0] for x in timings), default=started_at) - started_at
+    while t < span:
+        ms = [x[3] for x in timings if t <= x[0] - started_at < t + width and x[1] not in LOGIN]
+        cpu = [c for ts, c in timeline if t <= ts - started_at < t + width + 1]
+
+        def delta(group):
+            before = [c for ts, c in timeline if ts - started_at < t]
+            first = before[-1][group] if before else 0.0
+            return (cpu[-1][group] - first) if cpu else 0.0
+        out.append({"from": t, "n": len(ms), "p95": pct(ms, 95), "app": delta("gunicorn") + delta("postgresql"),
+                    "other": delta("other")})
+        t += width
+    return out
 
 
 def summarise(timings, started_at, ramp_s):
@@ -440,7 +484,7 @@ def one_run(url, config, users, rate, duration, wait, accounts_file, run_root):
     proc = None
     try:
         proc = start_gunicorn(url, port, workers, worker_class, threads, os.path.join(run_dir, "gunicorn.log"))
-        sampler = CpuSampler(proc.pid)
+        sampler = CpuSampler(proc.pid, database_name(url))
         sampler.start()
         started = time.time()
         data = run_locust(port, users, rate, duration, run_dir, accounts_file, wait)
@@ -448,6 +492,7 @@ def one_run(url, config, users, rate, duration, wait, accounts_file, run_root):
     finally:
         stop_gunicorn(proc)
     summary = summarise(data["timings"], started, ramp_s=users / rate + 5)
+    summary["windows"] = windows(data["timings"], started, cpu.pop("timeline"))
     with open(os.path.join(run_dir, "gunicorn.log"), encoding="utf-8", errors="replace") as f:
         server_log = f.read()
     summary.update(label=label, config=config, outcomes=data["outcomes"], cpu=cpu,
@@ -526,6 +571,13 @@ def report(main, meta):
     for method, name, e in main["endpoints"]:
         lines.append(f"| {method} {name} | {e['n']:,} | {e['fail']} | {fmt(e['median'])} | {fmt(e['p95'])} | "
                      f"{fmt(e['p99'])} | {fmt(e['max'])} |")
+    lines += ["", "Over time (10-second windows; p95 without sign-ins; CPU-s of gunicorn + PostgreSQL and of other "
+              "processes on the shared machine, out of 20 per window):", "",
+              "| seconds | " + " | ".join(f"{w['from']}–{w['from'] + 10}" for w in main["windows"]) + " |",
+              "|---|" + "---|" * len(main["windows"]),
+              "| requests | " + " | ".join(str(w["n"]) for w in main["windows"]) + " |",
+              "| p95 ms | " + " | ".join(fmt(w["p95"]) for w in main["windows"]) + " |",
+              "| CPU-s app / other | " + " | ".join(f"{w['app']:.0f} / {w['other']:.0f}" for w in main["windows"]) + " |"]
     oc = main["outcomes"]
     lines += [
         "",
@@ -536,7 +588,7 @@ def report(main, meta):
         f"CPU during the run ({cpu['wall']:.0f} s × {cpu['cores']} cores = {cpu['cores'] * cpu['wall']:.0f} CPU-s, "
         f"machine busy {cpu['machine_busy']:.0f}): gunicorn {cpu['gunicorn']:.0f}, PostgreSQL "
         f"{cpu['postgresql']:.0f}, Redis {cpu['redis']:.1f}, the locust client {cpu['locust']:.0f}, other processes "
-        f"on the shared machine {cpu['other']:.0f} CPU-s.",
+        f"on the shared machine {cpu['other']:.0f} CPU-s. Largest gunicorn worker: {cpu['worker_rss_mb']:.0f} MB RSS.",
     ]
     if NOTES.strip():
         lines += ["", NOTES.strip()]
@@ -547,15 +599,18 @@ def compare_report(runs, meta):
     lines = [f"### Worker model: sync or gthread on 2 cores",
              "",
              f"`bench/load.py --compare …` — {meta['date']}, the same load (-u {meta['users']} -r {meta['rate']}, "
-             f"think time {meta['wait']} s, {meta['data_source'].split(':')[0]}) for {meta['compare_duration']} "
-             "per configuration, one after the other on the same database.",
+             f"think time {meta['compare_wait']} s: more than this box can serve, so the models are compared at "
+             f"saturation) for {meta['compare_duration']} per configuration, one after the other on the same data. "
+             "gthread runs keep client connections alive for 75 s (locust connects directly; see bench/load.py).",
              "",
-             "| gunicorn | requests | req/s | failures | median ms | p95 ms | p99 ms | steady p95 ms | gunicorn CPU-s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| gunicorn | requests | req/s | failures | median ms | p95 ms | p99 ms | steady req/s | steady p95 ms | "
+             "CPU-s: gunicorn / PostgreSQL / other processes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in runs:
         a = c["all"]
         lines.append(f"| {c['label']} | {a['n']:,} | {a['rps']:.1f} | {a['fail']} | {fmt(a['median'])} | "
-                     f"{fmt(a['p95'])} | {fmt(a['p99'])} | {fmt(c['steady']['p95'])} | {c['cpu']['gunicorn']:.0f} |")
+                     f"{fmt(a['p95'])} | {fmt(a['p99'])} | {c['steady']['rps']:.1f} | {fmt(c['steady']['p95'])} | "
+                     f"{c['cpu']['gunicorn']:.0f} / {c['cpu']['postgresql']:.0f} / {c['cpu']['other']:.0f} |")
     return "\n".join(lines)
 
 
@@ -574,12 +629,14 @@ def main():
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--spawn-rate", type=int, default=10)
     ap.add_argument("--duration", default="60s")
-    ap.add_argument("--wait", default="1,3", help="think time min,max seconds")
+    ap.add_argument("--wait", default="2,8", help="think time min,max seconds between a user's actions")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compare", help="also run these configurations first, e.g. sync:4,gthread:2x4,gthread:4x2")
-    ap.add_argument("--compare-duration", default="30s")
+    ap.add_argument("--compare-duration", default="20s")
+    ap.add_argument("--compare-wait", default="1,3", help="think time of the comparison runs (more load than "
+                    "the box can serve, so the worker models are compared at saturation)")
     ap.add_argument("--pending", type=int, default=80, help="pending requests per school and step before a run")
     ap.add_argument("--no-report", action="store_true", help="print only; leave docs/PERFORMANCE.md alone")
     args = ap.parse_args()
@@ -603,7 +660,7 @@ def main():
         n = seed_pending(url, review_schools, args.pending, args.pending)
         log(f"topped up {n} pending requests")
         compare.append(one_run(url, parse_config(cfg), args.users, args.spawn_rate, args.compare_duration,
-                               args.wait, accounts_file, run_root))
+                               args.compare_wait, accounts_file, run_root))
     n = seed_pending(url, review_schools, args.pending, args.pending)
     log(f"topped up {n} pending requests")
     before = data_size(url)
@@ -612,7 +669,8 @@ def main():
     meta = {"date": datetime.now().strftime("%Y-%m-%d"), "machine": machine(), "versions": versions(url),
             "data_source": source, "size_before": before, "size_after": data_size(url), "users": args.users,
             "rate": args.spawn_rate, "duration": args.duration, "wait": args.wait.replace(",", "–"),
-            "ramp": args.users / args.spawn_rate + 5, "compare_duration": args.compare_duration}
+            "ramp": args.users / args.spawn_rate + 5, "compare_duration": args.compare_duration,
+            "compare_wait": args.compare_wait.replace(",", "–")}
     markdown = report(main_run, meta)
     with open(os.path.join(run_root, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown + "\n")

@@ -10,7 +10,7 @@ Three kinds of users, all signed in through the real /login/ form (CSRF token ta
   综合查询, 异动查询, 学籍统计.
 
 Accounts and filter values come from LOAD_ACCOUNTS (a JSON file written by bench/load.py from the database);
-without it the demo accounts are used. LOAD_WAIT="min,max" sets the think time in seconds (default 1,3).
+without it the demo accounts are used. LOAD_WAIT="min,max" sets the think time in seconds (default 2,8).
 When the run ends, LOAD_OUTCOMES (JSON) receives the outcomes of approvals (approved / lost a race to another
 reviewer / nothing waiting) and every request's timing (start, name, method, ms, failed), so the runner computes
 exact percentiles (locust's own are rounded) and can leave the login burst out of the steady-state figures.
@@ -61,7 +61,7 @@ DECIDE_RE = re.compile(r'action="/request/decide/(\d+)"')
 
 
 def _wait():
-    lo, hi = (float(x) for x in os.environ.get("LOAD_WAIT", "1,3").split(","))
+    lo, hi = (float(x) for x in os.environ.get("LOAD_WAIT", "2,8").split(","))
     return between(lo, hi)
 
 
