@@ -49,6 +49,7 @@ BENCH_DB_ARG = $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 bench: install
 	$(BIN)/python bench/bench_import.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 	$(BIN)/python bench/bench_promotion.py --students 200000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
+	$(BIN)/python bench/bench_export.py --rows 100000 --repeat 3 $(BENCH_DB_ARG)
 	$(BIN)/python bench/generate.py --students $(BENCH_STUDENTS) --reuse $(BENCH_DB_ARG)
 	$(BIN)/python bench/bench_list.py --students $(BENCH_STUDENTS) $(BENCH_DB_ARG)
 	$(BIN)/python bench/bench_statistics.py --students $(BENCH_STUDENTS) $(BENCH_DB_ARG)
