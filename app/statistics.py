@@ -2,10 +2,11 @@
 function returns (headers, rows) so a table, a chart and an .xlsx share them.
 
 The four student tables (各区县, 学生概况, 各年级, 户口性质) and the class sizes (班额) are cut from one GROUP BY
-over the scope's 在校 students (per school, stage, grade, class and 户口性质, with the flag counts summed), so a
-city's page reads its 100,000 rows once instead of five times; the cut is memoised on the session until it
-flushes, commits or rolls back."""
+over the scope's 在校 students (per school, stage, grade and class, with the flag counts summed), so a city's
+page reads its 100,000 rows once instead of five times; the cut is memoised on the session until it flushes,
+commits or rolls back."""
 from collections import defaultdict
+from operator import add
 
 from sqlalchemy import case, event, extract, func, select
 from sqlalchemy.orm import Session
@@ -24,7 +25,8 @@ FLAGS = [("male", Student.sex == "1"), ("female", Student.sex == "2"), ("minorit
          ("left_behind", Student.left_behind != "0"), ("orphan", Student.orphan.is_(True)),
          ("martyr", Student.martyr_child.is_(True)), ("aid", Student.needs_aid.is_(True)),
          ("disabled", Student.disability != "0"), ("problem", Student.has_problem.is_(True))]
-GROUP = (Student.school_id, Student.stage, Student.cohort_year, Student.class_id, Student.hukou_type)
+GROUP = (Student.school_id, Student.stage, Student.cohort_year, Student.class_id)
+HUKOU = ("1", "2", None)          # 户口性质 counted per group; any other code is counted in a second, rare query
 _MEMO = "xueji_statistics"
 
 
@@ -39,34 +41,43 @@ def _forget(session, *_args):
 
 
 def facts(session, scope) -> dict:
-    """The scope's 在校 students cut five ways from one GROUP BY (school, stage, 年级, class, 户口性质 with every
-    flag counted): per school, per county, per grade, per 户口性质 and per class. A region's schools are
-    resolved to ids first (app.scoping.resolved_scope_condition): an index range per school instead of the
+    """The scope's 在校 students cut five ways from one GROUP BY (school, stage, 年级 and class, with every flag
+    and each 户口性质 counted): per school, per county, per grade, per 户口性质 and per class. A region's schools
+    are resolved to ids first (app.scoping.resolved_scope_condition): an index range per school instead of the
     IN-subquery's scan of the whole table. Memoised on the session until it flushes, commits or rolls back."""
     memo = session.info.setdefault(_MEMO, {})
     if scope in memo and not (session.new or session.dirty or session.deleted):
         return memo[scope]
-    q = select(*GROUP, func.count(), *[_count_if(cond) for _key, cond in FLAGS]).where(LIVE).group_by(*GROUP)
+    hukou_counts = [_count_if(Student.hukou_type.is_(None) if h is None else Student.hukou_type == h)
+                    for h in HUKOU]
+    q = (select(*GROUP, func.count(), *[_count_if(cond) for _key, cond in FLAGS], *hukou_counts)
+         .where(LIVE).group_by(*GROUP))
     cond = resolved_scope_condition(Student, session, scope)
     if cond is not None:
         q = q.where(cond)
     width = 1 + len(FLAGS)                            # n and the flags, summed per school
-    school, grade, hukou, size = {}, {}, defaultdict(int), defaultdict(int)
+    school, grade, size = {}, {}, {}
+    hukou = dict.fromkeys(HUKOU, 0)
     grade_classes = defaultdict(set)
-    for sid, stage, cohort, class_id, hukou_type, *counts in session.execute(q):
+    for sid, stage, cohort, class_id, *counts in session.execute(q):
         totals = school.get(sid)
-        if totals is None:
-            totals = school[sid] = [0] * width
-        for i, v in enumerate(counts):
-            totals[i] += v
+        school[sid] = counts[:width] if totals is None else list(map(add, totals, counts[:width]))
         key = (stage, cohort)
         by_sex = grade.setdefault(key, [0, 0])
         by_sex[0] += counts[1 + MALE]
         by_sex[1] += counts[1 + FEMALE]
-        hukou[hukou_type] += counts[0]
+        for h, n in zip(HUKOU, counts[width:]):
+            hukou[h] += n
         if class_id is not None:
-            size[class_id] += counts[0]
+            size[class_id] = size.get(class_id, 0) + counts[0]
             grade_classes[key].add(class_id)
+    other = sum(t[0] for t in school.values()) - sum(hukou.values())
+    if other:                                         # codes beyond 农业/非农业/未填 (the table is extensible)
+        q = (select(Student.hukou_type, func.count()).where(LIVE, Student.hukou_type.is_not(None),
+                                                            Student.hukou_type.not_in(HUKOU[:2]))
+             .group_by(Student.hukou_type))
+        hukou.update(session.execute(q if cond is None else q.where(cond)).all())
+    hukou = {h: n for h, n in hukou.items() if n}
     info = {i: (c, n, k) for i, c, n, k in session.execute(
         select(School.id, School.code, School.name, School.county_code).where(School.id.in_(sorted(school))))} \
         if school else {}

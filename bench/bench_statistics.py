@@ -136,7 +136,8 @@ def render(info, machine, dialect, args, r) -> str:
              "| what | median | p95 | ratio to the GROUP BY baseline |", "|---|---|---|---|",
              f"| page | {ms(r['page'][0])} | {ms(r['page'][1])} | {ratio:.2f}x (target ≤ {TARGET_RATIO}x: "
              f"{'met' if ratio <= TARGET_RATIO else '**missed**'}) |",
-             f"| its GROUP BY statements bare ({r['group_by']}), baseline | {ms(r['bare'][0])} | {ms(r['bare'][1])} | — |",
+             f"| its GROUP BY statements bare ({r['group_by']}), baseline | {ms(r['bare'][0])} | "
+             f"{ms(r['bare'][1])} | — |",
              f"| all its data statements bare ({r['data']}) | {ms(r['all'][0])} | {ms(r['all'][1])} | "
              f"{r['all'][0] / r['bare'][0]:.2f}x |",
              f"| SQL time inside the page{' (execute() only on SQLite)' if dialect == 'sqlite' else ''} | "

@@ -94,3 +94,17 @@ def test_statistics_memo_follows_changes_in_the_session(app, world):
     changed = [name for name in before if before[name] != after[name]]
     assert len(changed) == 1 and abs(after[changed[0]] - before[changed[0]]) == 1
     assert again == before
+
+
+def test_statistics_count_every_hukou_code(app, world):
+    """户口性质 beyond 农业/非农业/未填 (the code table is extensible) still get their own row."""
+    from app import statistics
+    from app.scoping import ALL
+    ids = world.students["a1"][:2]
+    with app.app_context():
+        db.session.execute(update(Student).where(Student.id == ids[0]).values(hukou_type="9"))
+        db.session.execute(update(Student).where(Student.id == ids[1]).values(hukou_type=None))
+        db.session.commit()
+        rows = dict(statistics.table(db.session, ALL, "hukou")[2])
+        total = sum(r[1] for r in statistics.table(db.session, ALL, "overview")[2])
+    assert rows["9"] == 1 and rows["未填"] == 1 and sum(rows.values()) == total
