@@ -59,9 +59,10 @@ GROUP BY scans of the region (0.6–1.6 s). Signing in costs ~150 ms of CPU for 
 design, so the 50 sign-ins of the ramp take ~8 CPU-s within the first seconds. That is the slow first window,
 and it is most of the gap between the whole run and the steady state. Under load every page waits for a core:
 the app (gunicorn + PostgreSQL) needs the CPU shown above per request, and on this box it shares 2 cores with
-the locust client and with other people's work (the "other" row). With the machine to itself, every window
-after the sign-in burst stays well under the target (see the table above). With other people's tests taking
-20–28 CPU-s of a run, windows slowed to p95 ≈ 1 s (steady state 624–746 ms in those runs).
+the locust client and with other people's work (the "other" row). In the runs of 2026-11-28/29 after both
+fixes below, every 10-second window after the sign-in burst had p95 206–481 ms, with other people's work taking
+up to 9 of the window's 20 CPU-s. The one slow window of an earlier run (p95 970 ms, steady state 624 ms)
+coincided with other people's tests taking a quarter of the machine.
 
 **Fixed during this work (app/workflow.py):** the 待办 list loaded a chain's steps once per waiting request (493
 statements on a county reviewer's home page; now 12). It also eager-loaded each waiting request's student
@@ -69,15 +70,15 @@ record, filer, history and evidence, which the list does not show: a county revi
 283 ms, a school leader's from 142 to 39 ms. The 500-row limit now counts only requests at the user's roles.
 With only the first fix, the same 60 s run measured p95 2,116 ms (steady state 746 ms).
 
-**What would meet the target for the whole run:** in the quiet run of 2026-11-28 the steady state met it and
-the miss was the sign-in burst. 50 scrypt checks of ~150 ms each in 5 s are ~8 CPU-s of work arriving faster than 2 cores can do it,
-and every page requested meanwhile queues behind them. The options: (1) more cores for the app, kept apart
-from PostgreSQL as in production (docs/DEPLOY.md). At the measured CPU per request two app cores of their own
-would carry the steady load at about a third of their capacity and absorb the burst in a few seconds (a
-projection, not measured). (2) Don't weaken the hash: werkzeug's scrypt N=2^15 is already the low end of
-current advice. (3) Make page costs cheaper in the views: cache the home page's per-status counts per scope
-for a minute (or read them from the statistics tables), and render the list's filter form only when it is
-opened.
+**What would meet the target for the whole run:** after both fixes the steady state met it and the miss was
+the sign-in burst. 50 scrypt checks of ~150 ms each within 5 s are ~8 CPU-s of work arriving faster than 2
+cores can do it, and every page requested meanwhile queues behind them. The options: (1) more cores for the
+app, kept apart from PostgreSQL as in production (docs/DEPLOY.md). At the measured CPU per request two app
+cores of their own would carry the steady load at about a third of their capacity and absorb the burst in a
+few seconds (a projection, not measured). The worker-model comparison below shows this box saturating at
+~23 req/s. (2) Don't weaken the hash: werkzeug's scrypt N=2^15 is already the low end of current advice.
+(3) Make pages cheaper in the views: cache the home page's per-status counts per scope for a minute (or read
+them from the statistics tables), and render the list's filter form only when it is opened.
 """
 
 
