@@ -145,10 +145,10 @@ def render(info, machine, dialect, args, r) -> str:
              f"| before: the five per-table GROUP BYs the page ran until now, bare | {ms(r['before'][0])} | "
              f"{ms(r['before'][1])} | {r['before'][0] / r['bare'][0]:.2f}x |", "",
              f"Statements per request: {r['statements']} (3 are FAB reloading the signed-in user; the page used to "
-             f"issue 50: five passes over the students plus two settings lookups per county and stage); "
+             "issue 50 for this city: five passes over the students, two settings lookups per county and stage); "
              f"permission queries: {r['permission']}. Plans of the GROUP BYs: " + " | ".join(r["plans"]) + ".", "",
              "How: app/statistics.py cuts 各区县, 学生概况, 各年级, 户口性质 and 班额 from one GROUP BY (school, "
-             "stage, 年级, class, 户口性质, every flag summed) over the city's 在校 students, with the city's schools "
+             "stage, 年级 and class, every flag and 户口性质 summed) over the city's 在校 students, with the city's schools "
              "resolved to ids first (an index range per school, not a scan of the whole table), memoised on the "
              "session for the page's seven tables; the county 班额 defaults come from one settings query."]
     if ratio > TARGET_RATIO:
