@@ -1,10 +1,11 @@
 """`make load`: a bounded-time load run of gunicorn + PostgreSQL + Redis on loopback, driven by locust.
 
-    .venv/bin/python bench/load.py [--users 50] [--spawn-rate 10] [--duration 60s] [--workers 4]
+    .venv/bin/python bench/load.py [--users 50] [--spawn-rate 10] [--duration 60s] [--wait 2,8] [--workers 4]
                                    [--worker-class sync|gthread] [--threads 1] [--students 200000]
-                                   [--compare sync:4,gthread:2x4] [--compare-duration 30s] [--no-report]
+                                   [--compare sync:4,gthread:2x4,gthread:4x2] [--compare-duration 20s]
+                                   [--compare-wait 1,3] [--no-report] [--rerender RUN/summary.json]
 
-1. creates the PostgreSQL database `load` if missing (only that name: never the test or bench databases),
+1. creates the PostgreSQL database `load` if missing (--database-url may name another, never `test` or `bench`),
    migrates it and fills it: bench/generate.py --students N when that script exists and works (a province-shaped
    world with the bench_* accounts), else the demo world (`xueji init --demo-if-empty`), and says which;
 2. tops up the approval queues: pending 关键数据变更 requests (with an evidence file) at the school step and at
@@ -15,7 +16,7 @@
 4. runs locust headless and bounded (-u 50 -r 10 -t 60s, bench/locustfile.py), stops gunicorn whatever happens,
 5. writes the summary into docs/PERFORMANCE.md (section `load`; `--compare` adds the section `load-workers`).
 
-Files of each run (locust CSVs, raw timings, gunicorn log) go to instance/load/runs/<time>/.
+Files of each run (locust CSVs, raw timings, gunicorn log, summary.json) go to instance/load/runs/<time>/.
 """
 import argparse
 import json
