@@ -3,6 +3,7 @@
 DATABASE_URL      sqlite:///… (default: instance/xueji.db), postgresql+psycopg://…, mysql+pymysql://…
 SECRET_KEY        if unset, generated once into instance/secret_key and reused
 RATELIMIT_STORAGE_URI  memory:// (one process) or redis://127.0.0.1:6379/0 (several gunicorn workers)
+PROXY_FIX_X_FOR   number of reverse proxies in front that set X-Forwarded-For/-Proto (default 0: trust none)
 """
 import os
 import secrets
@@ -80,6 +81,12 @@ class Config:
     RATELIMIT_ENABLED = True
     AUTH_RATE_LIMIT = os.environ.get("AUTH_RATE_LIMIT", "20 per minute")
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    # Redis down must not stop people signing in: count in the process's memory until it is back.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
+    # Behind nginx the client address is in X-Forwarded-For: the login limit and the audit log need the real one.
+    # Only as many hops as there are proxies are trusted; exposed directly (0), the header is ignored.
+    PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", "0"))
 
     # Idle timeout: the cookie is re-issued on each request and dies after 30 idle minutes.
     PERMANENT_SESSION_LIFETIME = timedelta(minutes=30)

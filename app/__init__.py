@@ -39,6 +39,10 @@ def create_app(overrides: dict | None = None) -> Flask:
         # on PostgreSQL; InnoDB's default REPEATABLE READ would read them from an older snapshot.
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
                                                    "isolation_level": "READ COMMITTED"}
+    if app.config.get("PROXY_FIX_X_FOR"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = int(app.config["PROXY_FIX_X_FOR"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
 

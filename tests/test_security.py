@@ -307,6 +307,42 @@ def test_rate_limit_is_shared_between_workers_through_redis(world, make_app):
     assert codes[:3] != [429] * 3 and codes[3] == 429
 
 
+def test_sign_in_survives_redis_going_down(world, make_app):
+    """Limiter storage unreachable (Redis down): signing in still works and is still limited, in memory."""
+    down = make_app(AUTH_RATE_LIMIT="2 per minute", RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    c = down.test_client()
+    assert login(c, "school_a1_clerk").status_code == 302
+    codes = [c.post("/login/", data={"username": "x", "password": "y"}).status_code for _ in range(3)]
+    assert 500 not in codes and codes[-1] == 429
+
+
+def _login_ip(app, username):
+    with app.app_context():
+        return db.session.scalars(select(AuditEvent.ip).where(AuditEvent.username == username,
+                                                               AuditEvent.action == "login")
+                                  .order_by(AuditEvent.id.desc())).first()
+
+
+def test_client_address_behind_a_proxy(world, make_app):
+    """Behind nginx (PROXY_FIX_X_FOR=1) the audit log and the login limit see the client's address; exposed
+    directly, a forged X-Forwarded-For is ignored."""
+    forged = {"X-Forwarded-For": "203.0.113.9"}
+    direct = make_app()
+    c = direct.test_client()
+    c.post("/login/", data={"username": "school_a1_clerk", "password": DEMO_PASSWORD}, headers=forged)
+    assert _login_ip(direct, "school_a1_clerk") == "127.0.0.1"
+    proxied = make_app(PROXY_FIX_X_FOR=1, AUTH_RATE_LIMIT="2 per minute")
+    c = proxied.test_client()
+    c.post("/login/", data={"username": "school_a1_clerk", "password": DEMO_PASSWORD}, headers=forged)
+    assert _login_ip(proxied, "school_a1_clerk") == "203.0.113.9"
+    # two clients behind the same proxy are limited separately
+    for _ in range(2):
+        c.post("/login/", data={"username": "x", "password": "y"}, headers=forged)
+    assert c.post("/login/", data={"username": "x", "password": "y"}, headers=forged).status_code == 429
+    other = {"X-Forwarded-For": "203.0.113.10"}
+    assert c.post("/login/", data={"username": "x", "password": "y"}, headers=other).status_code != 429
+
+
 def test_deleting_is_its_own_permission(app, world, as_user):
     c = as_user("school_a1_clerk")
     assert c.post(f"/student/delete/{world.student_of('a1')}").status_code == 403
