@@ -168,7 +168,8 @@ def render(info, machine, dialect, args, results, before) -> str:
         (", ".join(sorted({c for r in results for c in r["extra_columns"]})) or "none"),
         "statements per request: " + "–".join(str(n) for n in sorted({r["statements"] for r in results})) +
         " (3 are FAB reloading the signed-in user, its roles and groups; then the county's school ids, the "
-        "count, the page with school and class names joined in, and the 学校 filter's dropdown: no N+1)",
+        "count and the page with school and class names joined in: no N+1; the search form with its 学校 "
+        "dropdown comes from a 30 s cache per scope)",
         "a whole-table scan of student: " + ("**yes**" if any(r["full_scan"] for r in results) else "none")]) + ".",
         "", "Plans (bare statements that read student, in order):", ""]
     for r in results:
@@ -191,11 +192,12 @@ def notes(results, dialect):
            "in; the county's schools are resolved to ids first (`app.scoping.resolved_scope_condition`) and "
            "the list is ordered by school, then id, so the database reads one school's index range per page; "
            "Chinese name searches use LIKE instead of ILIKE (same rows for text without cased letters) and a "
-           "学籍号 prefix is a range on the unique index; the composite index (school_id, status, cohort_year, "
-           "id) serves the filtered count (index-only) and the ordered page.",
+           "学籍号 prefix is a range, read per school from the index (school_id, xjh); the composite index "
+           "(school_id, status, cohort_year, id) serves the filtered count (index-only) and the ordered page.",
            "", f"Python per page (page minus its SQL, median of all cases): {fixed:.0f} ms — FAB's Jinja list "
-           "widget, search form (with the 学校 dropdown's two queries) and menu (a permission check per item, "
-           "from the cache), and FAB reloading the signed-in user; it does not grow with the county."
+           "widget (three url_for per row for its buttons), the search form's page of JavaScript, the menu (a "
+           "permission check per item, from the cache) and FAB reloading the signed-in user; it does not grow "
+           "with the county."
            + (" On SQLite the statement timer sees execute() only (rows are fetched later), so this is an upper "
               "bound." if dialect == "sqlite" else "")]
     small = [r for r in results if r["label"].startswith(f"{province.COUNTY:,}") and not verdict(r)[1]]
@@ -215,9 +217,11 @@ def notes(results, dialect):
             f"least twice the page's fixed Python cost, about {need:.0f} ms; with the indexes and the school-id "
             "scope the big county's SQL is faster than that, so the fixed cost dominates the ratio while the "
             "page itself is fast. (FAB's default SQL, measured above, would have come closer to the ratio by "
-            "being slow.) What would lower the fixed cost: cache the rendered search form per scope (its school "
-            "dropdown is two queries and about 10 ms), keep the signed-in user in the session instead of FAB's "
-            "three reload queries, a leaner list template and menu; none of it is the list's SQL."]
+            "being slow.) What would lower the fixed cost, none of it the list's SQL: keep the signed-in user in "
+            "the session instead of FAB's three reload queries per request, a list widget that builds its row "
+            "links once instead of three url_for per row, and a menu rendered once per role and language; "
+            "counting only on the first page (or an estimate past 10,000 rows) would cut the big county's "
+            "count, which is most of its SQL."]
     return out
 
 

@@ -19,6 +19,9 @@ class Student(Model):
         # filtered count an index-only scan (docs/PERFORMANCE.md, student list)
         Index("ix_student_school_status_cohort_id", "school_id", "status", "cohort_year", "id"),
         Index("ix_student_school_name", "school_id", "name"),
+        # 学籍号 prefix within a county: an index range per school (the unique xjh index alone leaves the
+        # planner choosing between the prefix's rows province-wide and every row of the county)
+        Index("ix_student_school_xjh", "school_id", "xjh"),
         Index("ix_student_dup_key", "name", "sex", "birth_date"),
     )
     id = Column(Integer, primary_key=True)
