@@ -198,6 +198,26 @@ def class_sizes(session, scope):
     return ["学校", "班级", "人数", "班额", "提示"], out
 
 
+# A city has thousands of classes: beyond this many, the page lists only the full and 大班额 ones and charts the
+# sizes in bands (the .xlsx download keeps every class).
+SHOW_ALL_CLASSES = 60
+SIZE_BANDS = ((30, "30人及以下"), (40, "31–40人"), (45, "41–45人"), (50, "46–50人"), (55, "51–55人"),
+              (None, "56人及以上"))
+
+
+def class_size_bands(rows) -> list[tuple[str, int]]:
+    """班额分布: how many classes fall into each size band (rows as class_sizes returns them)."""
+    counts = [0] * len(SIZE_BANDS)
+    for row in rows:
+        counts[next(i for i, (top, _) in enumerate(SIZE_BANDS) if top is None or row[2] <= top)] += 1
+    return [(label, n) for (_, label), n in zip(SIZE_BANDS, counts)]
+
+
+def classes_on_screen(rows) -> list:
+    """The 班额 rows the page lists: all of a school's or small county's, else only those flagged 已满 / 大班额."""
+    return list(rows) if len(rows) <= SHOW_ALL_CLASSES else [r for r in rows if r[-1]]
+
+
 TABLES = {"counties": ("各区县学生概况", by_county), "overview": ("学生概况统计表", overview), "grades": ("各年级学生", by_grade), "hukou": ("户口性质", hukou),
           "changes": ("学籍异动（按类型、月份）", status_changes), "admissions": ("招生计划与录取", admissions_vs_plan),
           "classes": ("班额", class_sizes)}

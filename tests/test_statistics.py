@@ -3,7 +3,7 @@ ECharts, and each table downloads as .xlsx with the same numbers."""
 import io
 
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from models import School, SchoolClass, Student
@@ -104,3 +104,28 @@ def test_swagger_ui_for_signed_in_users_only(app, world, as_user):
     assert app.test_client().get("/swagger/v1").status_code in (302, 401, 403)
     spec = as_user("school_a1_clerk").get("/api/v1/_openapi")
     assert spec.status_code == 200 and "/api/v1/student/" in spec.get_json()["paths"]
+
+
+def test_many_classes_list_only_flagged_ones_and_chart_bands(app, world, as_user, monkeypatch):
+    """A city's thousands of classes: the page lists the full and 大班额 ones, charts all of them in size bands,
+    and the download keeps every class."""
+    from app import statistics
+    monkeypatch.setattr(statistics, "SHOW_ALL_CLASSES", 2)
+    with app.app_context():
+        klass = db.session.scalar(select(SchoolClass).where(SchoolClass.school_id == world.schools["a1"]))
+        klass.capacity = 3
+        db.session.commit()
+        full = f"{klass.cohort_year}级{klass.name}"
+        total = db.session.scalar(select(func.count()).select_from(SchoolClass).where(
+            SchoolClass.school_id.in_([world.schools["a1"], world.schools["a2"]])))
+    c = as_user("county_a_clerk")
+    page = c.get("/statistics/").get_data(as_text=True)
+    table = page[page.index('id="table-classes"'):]
+    table = table[:table.index("</table>")]
+    assert full in table and table.count("<tr") == 1 + 1          # header + the one full class
+    assert f"共 {total} 个班" in page
+    import json
+    data = json.loads(page.split("var data = ", 1)[1].split(";\n", 1)[0])
+    assert sum(n for _, n in data["bands"]) == total and data["bands"][0] == ["30人及以下", total]
+    ws = load_workbook(io.BytesIO(c.get("/statistics/download/classes.xlsx").data)).worksheets[0]
+    assert ws.max_row == 1 + total

@@ -23,7 +23,12 @@ class StatisticsView(BaseView):
     def index(self):
         scope = current_scope()
         tables = {name: statistics.table(db.session, scope, name) for name in statistics.TABLES}
-        return self.render_template("xueji/statistics.html", tables=tables, title=_l("学籍统计"))
+        title, headers, classes = tables["classes"]
+        shown = statistics.classes_on_screen(classes)
+        tables["classes"] = (title, headers, shown)
+        bands = statistics.class_size_bands(classes) if len(shown) < len(classes) else None
+        return self.render_template("xueji/statistics.html", tables=tables, title=_l("学籍统计"),
+                                    class_count=len(classes), class_bands=bands)
 
     @expose("/download/<string:name>.xlsx")
     @has_access
