@@ -154,7 +154,7 @@ def main():
     dialect = url.split(":", 1)[0].split("+")[0]
     cells = len(rows) * len(spec.headers)
     lines = [
-        f"## Export of {len(rows):,} rows to .xlsx (后台导出)",
+        f"## Export of {len(rows):,} rows to .xlsx (后台导出) — {dialect}",
         "",
         f"`bench/bench_export.py --rows {args.rows}` — {date.today()}, {dialect}, {os.cpu_count()} cores, median and "
         f"p95 of {args.repeat} runs; {len(spec.headers)} columns ({cells:,} cells), the 学生学籍 list's export "
@@ -174,7 +174,7 @@ def main():
         "row to a temporary file, so the peak does not grow with the row count.",
     ]
     print("\n".join(lines))
-    write_report("export", "\n".join(lines))
+    write_report(f"export-{dialect}", "\n".join(lines))    # one section per database kind
 
 
 if __name__ == "__main__":
