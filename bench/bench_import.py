@@ -12,7 +12,7 @@ import sys
 from datetime import date, datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import scratch_app, timed  # noqa: E402
+from bench.common import scratch_app, timed, write_report  # noqa: E402
 
 
 def main():
@@ -89,13 +89,20 @@ def main():
                    ("dry run: read + check", timed(dry_run, args.repeat), 0),
                    ("bulk INSERT of the rows, baseline", timed(insert_baseline, args.repeat), None),
                    ("commit: check again + insert + review request", timed(commit, args.repeat), 2)]
-    dialect = url.split(":", 1)[0]
-    print(f"\nadmission import — {args.rows} rows, {dialect}, {os.cpu_count()} cores, median of {args.repeat}")
-    print("| step | median s | p95 s | ratio to baseline |\n|---|---|---|---|")
+    dialect = url.split(":", 1)[0].split("+")[0]
+    lines = [f"### Admission import — {dialect}", "",
+             f"`bench/bench_import.py --rows {args.rows}` — {date.today()}, {args.rows:,} rows, {dialect}, "
+             f"{os.cpu_count()} cores, median and p95 of {args.repeat} runs.", "",
+             "| step | median s | p95 s | ratio to baseline |", "|---|---|---|---|"]
     for name, (median, p95), base in results:
         ratio = f"{median / results[base][1][0]:.1f}x" if base is not None else "—"
-        print(f"| {name} | {median:.3f} | {p95:.3f} | {ratio} |")
-
+        lines.append(f"| {name} | {median:.3f} | {p95:.3f} | {ratio} |")
+    floor = results[0][1][0] + results[2][1][0]
+    total = results[1][1][0] + results[3][1][0]
+    lines += ["", f"Dry run + commit {total:.2f} s against a floor of {floor:.2f} s (calamine read + one bulk INSERT): "
+              f"**{total / floor:.1f}x** (target ≤ 5x, about 3 s)."]
+    print("\n".join(lines))
+    write_report(f"import-{dialect}", "\n".join(lines))
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ import sys
 from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import scratch_app, timed  # noqa: E402
+from bench.common import scratch_app, timed, write_report  # noqa: E402
 
 
 def main():
@@ -54,11 +54,15 @@ def main():
             db.session.rollback()
 
         base, prom = timed(baseline, args.repeat), timed(promote, args.repeat)
-    print(f"\n升级 of a county of {args.students} students, {url.split(':', 1)[0]}, median of {args.repeat}")
-    print("| step | median s | p95 s | ratio to baseline |\n|---|---|---|---|")
-    print(f"| one set-based UPDATE of the county's rows, baseline | {base[0]:.3f} | {base[1]:.3f} | — |")
-    print(f"| 升级 (preview GROUP BY + setting) | {prom[0]:.3f} | {prom[1]:.3f} | {prom[0] / base[0]:.2f}x |")
-
+    dialect = url.split(":", 1)[0].split("+")[0]
+    lines = [f"### 升级 of a {args.students:,}-student county — {dialect}", "",
+             f"`bench/bench_promotion.py --students {args.students}` — {date.today()}, {dialect}, median and p95 of "
+             f"{args.repeat} runs.", "",
+             "| step | median s | p95 s | ratio to baseline |", "|---|---|---|---|",
+             f"| one set-based UPDATE of the county's rows, baseline | {base[0]:.3f} | {base[1]:.3f} | — |",
+             f"| 升级 (preview GROUP BY + setting) | {prom[0]:.3f} | {prom[1]:.3f} | **{prom[0] / base[0]:.2f}x** |"]
+    print("\n".join(lines))
+    write_report(f"promotion-{dialect}", "\n".join(lines))
 
 if __name__ == "__main__":
     main()
