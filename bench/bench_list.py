@@ -11,7 +11,6 @@ user, replayed on a raw DBAPI connection), so both see the same machine load. Re
 both, their ratio, SQL statements per request, the plan of each statement, and checks: no permission query,
 only the listed columns, no N+1, no whole-table scan. Writes the "list-<database>" section of
 docs/PERFORMANCE.md."""
-import argparse
 import os
 import re
 import sys
@@ -22,7 +21,6 @@ from urllib.parse import quote
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import pages, province  # noqa: E402
 from bench.common import write_report  # noqa: E402
-from bench.generate import DEFAULT_URL  # noqa: E402
 
 TARGET_RATIO, TARGET_10K_MS = 1.5, 60
 DIALECTS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
@@ -69,17 +67,7 @@ def fab_default_shape(conn, dialect, county, year):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--students", type=int, default=1_000_000)
-    ap.add_argument("--database-url", default=DEFAULT_URL)
-    ap.add_argument("--repeat", type=int, default=30)
-    ap.add_argument("--fresh", action="store_true", help="regenerate the province even if one is there")
-    ap.add_argument("--no-report", action="store_true", help="print only; leave docs/PERFORMANCE.md alone")
-    args = ap.parse_args()
-    info = province.ensure_world(args.database_url, args.students, fresh=args.fresh)
-    conn = pages.raw_connection(args.database_url)
-    dialect = "postgresql" if args.database_url.startswith("postgres") else "sqlite"
-    machine = pages.machine(args.database_url, conn)
+    args, info, conn, dialect, machine = pages.page_bench(__doc__.splitlines()[0], repeat=30)
     with pages.quiet_logs():
         app = pages.make_app(args.database_url)
         with app.app_context():

@@ -9,16 +9,14 @@ statements replayed bare on a raw DBAPI connection; the baseline is their GROUP 
 the city's students, 学籍异动 per month, 招生 per school), and the report also gives all of the page's data
 statements and, for comparison, the five per-table GROUP BYs the page ran before. Writes the "statistics" section
 of docs/PERFORMANCE.md (one per database kind)."""
-import argparse
 import os
 import sys
 import time
 from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench import pages, province  # noqa: E402
+from bench import pages  # noqa: E402
 from bench.common import write_report  # noqa: E402
-from bench.generate import DEFAULT_URL  # noqa: E402
 
 TARGET_RATIO = 1.5
 
@@ -73,17 +71,7 @@ def timed_replay(conn, statements, repeat):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--students", type=int, default=1_000_000)
-    ap.add_argument("--database-url", default=DEFAULT_URL)
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--fresh", action="store_true", help="regenerate the province even if one is there")
-    ap.add_argument("--no-report", action="store_true", help="print only; leave docs/PERFORMANCE.md alone")
-    args = ap.parse_args()
-    info = province.ensure_world(args.database_url, args.students, fresh=args.fresh)
-    conn = pages.raw_connection(args.database_url)
-    dialect = "postgresql" if args.database_url.startswith("postgres") else "sqlite"
-    machine = pages.machine(args.database_url, conn)
+    args, info, conn, dialect, machine = pages.page_bench(__doc__.splitlines()[0], repeat=15)
     with pages.quiet_logs():
         app = pages.make_app(args.database_url)
         with app.app_context():

@@ -15,6 +15,26 @@ from sqlalchemy.engine import make_url
 PASSWORD = "Xueji#2026"
 
 
+def page_bench(description: str, repeat: int):
+    """What bench_list and bench_statistics share: their arguments, the generated province (made or reused), a
+    raw connection for the bare SQL, the database kind and the machine line. Returns (args, info, conn, dialect,
+    machine)."""
+    import argparse
+    from bench import province
+    from bench.generate import DEFAULT_URL
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--students", type=int, default=1_000_000)
+    ap.add_argument("--database-url", default=DEFAULT_URL)
+    ap.add_argument("--repeat", type=int, default=repeat)
+    ap.add_argument("--fresh", action="store_true", help="regenerate the province even if one is there")
+    ap.add_argument("--no-report", action="store_true", help="print only; leave docs/PERFORMANCE.md alone")
+    args = ap.parse_args()
+    info = province.ensure_world(args.database_url, args.students, fresh=args.fresh)
+    conn = raw_connection(args.database_url)
+    dialect = "postgresql" if args.database_url.startswith("postgres") else "sqlite"
+    return args, info, conn, dialect, machine(args.database_url, conn)
+
+
 def make_app(url: str):
     from app import create_app
     return create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False,
