@@ -25,8 +25,8 @@ from sqlalchemy import inspect as sa_inspect, select
 
 from app import clock, problems
 from app.errors import RuleError
-from app.identity import normalise
-from app.students import applying_request
+from app.identity import check_xjh, normalise
+from app.students import applying_request, system_xjh
 from app.workflow import Kind, register
 from models import Guardian, School, SchoolClass, Student
 from models.requests import Request
@@ -119,8 +119,11 @@ def _validate_in(session, student, payload) -> None:
     klass = session.get(SchoolClass, int(payload.get("class_id") or 0))
     if klass is None or klass.school_id != int(payload.get("to_school_id") or 0):
         raise RuleError("请选择转入学校的班级", code="class_required")
-    if len(normalise(payload.get("xjh"))) != 19 or not payload.get("name"):
+    if not payload.get("xjh") or not payload.get("name"):
         raise RuleError("请填写学生的19位学籍号和姓名", code="2001")
+    check = check_xjh(payload.get("xjh"), generated=True)      # the other province assigned it (L allowed)
+    if not check.valid:
+        raise RuleError(f"2001：{check.message}", code="2001")
     if not payload.get("from_province"):
         raise RuleError("请选择转出省份", code="invalid")
 
@@ -222,7 +225,8 @@ def import_record(session, actor, data) -> Student:
     if record.get("distance_km") is not None:
         record["distance_km"] = Decimal(record["distance_km"])
     klass = session.get(SchoolClass, int(payload["class_id"]))
-    with system_write(session), applying_request(session, f"跨省转入调档 #{req.id}（自{body['from_school']}）"):
+    with system_write(session), system_xjh(session), \
+            applying_request(session, f"跨省转入调档 #{req.id}（自{body['from_school']}）"):
         student = Student(**record, school_id=req.school_id, class_id=klass.id)
         student.guardians = [Guardian(**g) for g in body["guardians"]]
         session.add(student)

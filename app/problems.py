@@ -8,7 +8,7 @@ from sqlalchemy import and_, event, func, or_, select, update
 
 from app import clock
 from app.errors import RuleError
-from app.identity import birth_of, id_number_problem, sex_of
+from app.identity import check_id_number
 from app.rules import changed, flush_rule
 from app.scoping import system_write
 from models import School, Student
@@ -23,14 +23,14 @@ def _checks(row) -> list[tuple[str, str]]:
     """Single-record problems of one (id_type, id_number, sex, birth_date) row."""
     if row.id_type != "1" or not row.id_number:
         return []
-    problem = id_number_problem(row.id_number)
-    if problem:
-        return [("invalid_id", problem)]
+    check = check_id_number(row.id_number)
+    if not check.valid:
+        return [("invalid_id", check.message)]
     out = []
-    if row.sex and sex_of(row.id_number) != row.sex:
+    if row.sex and check.sex != row.sex:
         out.append(("id_mismatch", "性别与身份证件号第17位不符"))
-    if row.birth_date and birth_of(row.id_number) != row.birth_date:
-        out.append(("id_mismatch", f"出生日期与身份证件号不符（证件号为{birth_of(row.id_number):%Y-%m-%d}）"))
+    if row.birth_date and check.birth_date != row.birth_date:
+        out.append(("id_mismatch", f"出生日期与身份证件号不符（证件号为{check.birth_date:%Y-%m-%d}）"))
     return out[:1]
 
 

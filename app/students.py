@@ -12,7 +12,7 @@ from app import clock, settings
 from app.codes import codes
 from app.codes_data import SBJD_CJLX
 from app.errors import RuleError
-from app.identity import birth_of, id_number_problem, normalise, sex_of, xjh_problem
+from app.identity import check_id_number, check_xjh, j_xjh, normalise, temporary_xjh
 from app.rules import changed, is_new, original, rule
 from app.scoping import effective
 from models import School, SchoolClass, Student
@@ -81,30 +81,76 @@ def _fail(student, message, code="invalid"):
     raise RuleError(f"{who}：{message}", code=code)
 
 
+class system_xjh:
+    """`with system_xjh(session):` the 学籍号 of the rows written comes from a system, not a keyboard (a record
+    arriving by cross-province package, demo data, generators): its format is checked and L is allowed, but it
+    is not compared with the ID number (DOMAIN §1.1: after an ID-number change the two may differ)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __enter__(self):
+        self.session.info["xueji_xjh_system"] = self.session.info.get("xueji_xjh_system", 0) + 1
+        return self.session
+
+    def __exit__(self, *exc):
+        self.session.info["xueji_xjh_system"] -= 1
+
+
+def _xjh_taken(session, prefix: str) -> set[str]:
+    """学籍号 starting with `prefix`, in the database (one index range query) and among this flush's new rows."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    taken = set(session.scalars(select(Student.xjh).where(Student.xjh >= prefix, Student.xjh < upper)))
+    taken.update(o.xjh for o in session.new if isinstance(o, Student) and o.xjh and o.xjh.startswith(prefix))
+    return taken
+
+
+def _generate_xjh(student: Student, session) -> str:
+    """新建学籍: G + the resident ID number; J (school county + birth date + sequence + check char) for any
+    other document; a temporary L when the ID number already has a 学籍 (the duplicate becomes a 问题学籍)."""
+    if student.id_type == "1" and student.id_number:
+        candidate = "G" + student.id_number
+        if candidate not in _xjh_taken(session, candidate):
+            return candidate
+    school_id = effective(student, "school", "school_id")
+    county = session.execute(select(School.county_code).where(School.id == school_id)).scalar() if school_id \
+        else None
+    if not county:
+        _fail(student, "学校为必填项", "required")
+    if student.birth_date is None:
+        _fail(student, "出生日期为必填项", "required")
+    if student.id_type == "1":
+        return temporary_xjh(county, student.birth_date, lambda prefix: _xjh_taken(session, prefix))
+    return j_xjh(county, student.birth_date, lambda prefix: _xjh_taken(session, prefix))
+
+
 @rule(Student)
 def identifiers(student: Student, session) -> None:
-    if changed(student, "xjh"):
-        student.xjh = normalise(student.xjh)
-        problem = xjh_problem(student.xjh)
-        if problem:
-            _fail(student, f"学籍号 {student.xjh} {problem}", "invalid_xjh")
     if changed(student, "id_type", "id_number", "sex", "birth_date"):
         number = normalise(student.id_number) or None
         student.id_number = number
         if student.id_type == "Z":
-            return                               # 其他: the number may be blank (就读证明 on file)
-        if not number:
+            pass                                 # 其他: the number may be blank (就读证明 on file)
+        elif not number:
             _fail(student, "除身份证件类型为“其他”外，身份证件号不能为空", "id_required")
-        if student.id_type == "1":
-            problem = id_number_problem(number)
-            if problem:
-                _fail(student, f"身份证件号 {number} {problem}", "invalid_id")
-            if student.sex and sex_of(number) != student.sex:
+        elif student.id_type == "1":
+            check = check_id_number(number)
+            if not check.valid:
+                _fail(student, f"{check.message}（{number}）", "invalid_id")
+            if student.sex and check.sex != student.sex:
                 _fail(student, "性别与身份证件号不符（第17位奇数为男、偶数为女）", "id_mismatch")
-            if student.birth_date and birth_of(number) != student.birth_date:
-                _fail(student, f"出生日期与身份证件号不符（证件号为{birth_of(number):%Y-%m-%d}）", "id_mismatch")
+            if student.birth_date and check.birth_date != student.birth_date:
+                _fail(student, f"出生日期与身份证件号不符（证件号为{check.birth_date:%Y-%m-%d}）", "id_mismatch")
         elif not ALNUM.match(number):
             _fail(student, "非居民身份证的证件号只能由字母和数字组成", "invalid_id")
+    if is_new(student) and not student.xjh:
+        student.xjh = _generate_xjh(student, session)
+    elif changed(student, "xjh"):
+        system = bool(session.info.get("xueji_xjh_system"))
+        check = check_xjh(student.xjh, student.id_type, None if system else student.id_number, generated=system)
+        if not check.valid:
+            _fail(student, f"{check.message}（{normalise(student.xjh)}）", "invalid_xjh")
+        student.xjh = check.normalized
 
 
 @rule(Student)
@@ -224,10 +270,12 @@ def guardian_fields(guardian: Guardian, session) -> None:
             raise RuleError(f"{who}：{label}为必填项", code="required")
     if guardian.relation not in codes(session, "GX"):
         raise RuleError(f"{who}：关系代码“{guardian.relation}”不在代码表中", code="invalid_code")
+    if guardian.id_number is not None:
+        guardian.id_number = normalise(guardian.id_number) or None
     if guardian.id_type == "1" and guardian.id_number:
-        problem = id_number_problem(guardian.id_number)
-        if problem:
-            raise RuleError(f"{who}：身份证件号 {guardian.id_number} {problem}", code="invalid_id")
+        check = check_id_number(guardian.id_number)
+        if not check.valid:
+            raise RuleError(f"{who}：{check.message}（{guardian.id_number}）", code="invalid_id")
     foreign = guardian.id_type in FOREIGN_ID_TYPES
     if not foreign and not guardian.hukou_place:
         raise RuleError(f"{who}：户口所在地为必填项（境外人员除外）", code="required")

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app import classes as class_rules, clock, problems, schoolyear, settings
 from app.errors import RuleError
-from app.identity import normalise
+from app.identity import check_xjh, normalise
 from app.statuschange import graduating, in_window
 from app.students import applying_request
 from app.workflow import Kind, register
@@ -20,7 +20,9 @@ def find_student(session, xjh: str, name: str) -> Student:
     student = session.scalars(select(Student).where(Student.xjh == normalise(xjh),
                                                     Student.deleted_at.is_(None))).first()
     if student is None or student.name != (name or "").strip():
-        raise RuleError("2001：学籍号与姓名不匹配，请核对后重新提交", code="2001")
+        check = check_xjh(xjh, generated=True)
+        hint = f"（{check.message}）" if student is None and not check.valid else ""
+        raise RuleError(f"2001：学籍号与姓名不匹配，请核对后重新提交{hint}", code="2001")
     return student
 
 
@@ -109,8 +111,10 @@ def validate_graduate_move(session, student: Student, payload: dict) -> None:
     """学籍号 (G/J/L, 19 characters) and 姓名 must match a graduate; applications only in the windows
     8/15–12/14 and 3/1–5/31 (setting calendar.cross_province_windows); one application per school and student."""
     xjh = normalise(payload.get("xjh"))
-    if len(xjh) != 19 or xjh[0] not in "GJL":
-        raise RuleError("学籍号须为G、J或L开头的19位", code="2001")
+    if student.xjh != xjh:
+        check = check_xjh(xjh, generated=True)
+        if not check.valid:
+            raise RuleError(f"2001：{check.message}", code="2001")
     if student.xjh != xjh or student.name != (payload.get("name") or "").strip():
         raise RuleError("2001：学籍号与姓名不匹配，请核对后重新提交", code="2001")
     if student.status != "毕业":

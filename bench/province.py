@@ -168,8 +168,17 @@ def plan_province(students: int, year: int, seed: int = 2026) -> list[City]:
 
 
 def _county_code(city_code: str, j: int) -> str:
-    """Districts 02, 03, 04, then counties 21, 22 … (GB/T 2260 style)."""
-    return city_code[:4] + (f"{j + 2:02d}" if j < 3 else f"{21 + j - 3:02d}")
+    """Districts 02, 03, 04, then counties 21, 22 … (GB/T 2260 style). A code GB/T 2260 never had (開封 has no
+    410226) is replaced by the city's first real code not taken by this scheme, so every generated ID number
+    and G学籍号 passes app.identity (its address code must exist or have existed)."""
+    from app.identity import region_known
+    wanted = [city_code[:4] + (f"{k + 2:02d}" if k < 3 else f"{21 + k - 3:02d}") for k in range(COUNTIES_PER_CITY)]
+    code = wanted[j]
+    if region_known(code):
+        return code
+    spare = [c for c in (f"{city_code[:4]}{n:02d}" for n in range(2, 100)) if region_known(c) and c not in wanted]
+    missing = [c for c in wanted[:j + 1] if not region_known(c)]
+    return spare[len(missing) - 1]
 
 
 def _county_name(rng, j: int) -> str:

@@ -137,7 +137,7 @@ def test_rest_post_cannot_place_a_row_in_another_school(app, world, client):
     resp = client.post("/api/v1/student/", json=body, headers=h)
     assert resp.status_code == 404, resp.get_json()
     with app.app_context():
-        assert db.session.scalar(select(Student).where(Student.xjh == body["xjh"])) is None
+        assert db.session.scalar(select(Student).where(Student.xjh == "G" + body["id_number"])) is None
     # the same row in the user's own school is accepted
     body["school_id"] = world.schools["a1"]
     resp = client.post("/api/v1/student/", json=body, headers=h)
@@ -173,11 +173,12 @@ def test_form_cannot_move_a_row_out_of_scope(app, world, as_user):
     form["school"] = world.schools["b1"]
     c.post("/student/add", data=form)
     with app.app_context():
-        assert db.session.scalar(select(Student).where(Student.xjh == form["xjh"])) is None
+        assert db.session.scalar(select(Student).where(Student.xjh == "G" + form["id_number"])) is None
     form["school"] = world.schools["a1"]
     assert c.post("/student/add", data=form).status_code == 302
     with app.app_context():
-        assert db.session.scalar(select(Student.school_id).where(Student.xjh == form["xjh"])) == world.schools["a1"]
+        assert db.session.scalar(select(Student.school_id).where(Student.xjh == "G" + form["id_number"])) == \
+            world.schools["a1"]
 
 
 def test_dropdowns_offer_only_scope(app, world, as_user):

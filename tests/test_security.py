@@ -7,8 +7,8 @@ from sqlalchemy import event, select
 
 from app import clock
 from app.extensions import db
-from models import AuditEvent, Student, XuejiUser
-from tests.conftest import DEMO_PASSWORD, api_login, export_xlsx, login, student_body, student_form
+from models import AuditEvent, SchoolClass, Student, XuejiUser
+from tests.conftest import DEMO_PASSWORD, api_login, export_xlsx, login, student_form
 
 
 def audit_actions(app, username=None):
@@ -241,13 +241,14 @@ def test_audit_rows_cannot_be_changed_through_the_orm(app, world, client):
 
 def test_unique_clash_answers_422_in_chinese_without_sql(app, world, client):
     h = {"Authorization": "Bearer " + api_login(client, "school_a1_clerk").get_json()["access_token"]}
-    with app.app_context():
-        s = db.session.get(Student, world.student_of("a1"))
-        body = student_body(s.school_id, xjh=s.xjh, sex=s.sex, birth_date=s.birth_date.isoformat(),
-                            id_number=s.id_number)
-    resp = client.post("/api/v1/student/", json=body, headers=h)
+    with app.app_context():                   # (a student's 学籍号 is generated: a clash on a class number)
+        k = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id == world.schools["a1"])).first()
+        body = {"school_id": k.school_id, "stage": k.stage, "cohort_year": k.cohort_year, "class_no": k.class_no,
+                "name": k.name + "乙"}
+    resp = client.post("/api/v1/schoolclass/", json=body, headers=h)
     text = resp.get_data(as_text=True)
-    assert resp.status_code == 422 and "学籍号" in resp.get_json()["message"]
+    assert resp.status_code == 422 and resp.get_json()["code"] == "conflict", resp.get_json()
+    assert "重复" in resp.get_json()["message"] or "冲突" in resp.get_json()["message"]
     assert "INSERT" not in text and "UNIQUE" not in text.upper().replace("唯一", "")
 
 
@@ -367,7 +368,7 @@ def test_api_validation_errors_are_chinese_with_a_code(app, world, client):
     resp = client.post("/api/v1/student/", json={"name": "某", "birth_date": "not a date", "nope": 1}, headers=h)
     body = resp.get_json()
     assert resp.status_code == 422 and body["code"] == "invalid"
-    assert "birth_date：应为日期" in body["message"] and "xjh：必填" in body["message"]
+    assert "birth_date：应为日期" in body["message"] and "sex：必填" in body["message"]
 
 
 def test_exports_neutralise_spreadsheet_formulas(app, world, as_user):

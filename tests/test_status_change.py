@@ -271,9 +271,9 @@ def test_new_record_for_an_immigrant_enters_without_a_leaving_type(app, world, c
     assert resp.status_code == 200, resp.get_json()
     rid = resp.get_json()["result"]["id"]
     with app.app_context():
-        assert db.session.scalar(select(Student).where(Student.xjh == record["xjh"])) is None
+        assert db.session.scalar(select(Student).where(Student.xjh == "G" + record["id_number"])) is None
     approve(client, "a1", "a", rid)
     with app.app_context():
-        s = db.session.scalar(select(Student).where(Student.xjh == record["xjh"]))
+        s = db.session.scalar(select(Student).where(Student.xjh == "G" + record["id_number"]))
         assert (s.school_id, s.status, s.cohort_year) == (world.schools["a1"], "在校", YEAR - 1)
         assert db.session.get(Request, rid).student_id == s.id
