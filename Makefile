@@ -48,6 +48,7 @@ BENCH_STUDENTS ?= $(if $(BENCH_DATABASE_URL),1000000,200000)
 BENCH_DB_ARG = $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 bench: install
 	$(BIN)/python bench/bench_import.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
+	$(BIN)/python bench/bench_roster.py --rows 20000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 	$(BIN)/python bench/bench_promotion.py --students 200000 --repeat 5 $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL),)
 	$(BIN)/python bench/bench_export.py --rows 100000 --repeat 3 $(BENCH_DB_ARG)
 	$(BIN)/python bench/generate.py --students $(BENCH_STUDENTS) --reuse $(BENCH_DB_ARG)

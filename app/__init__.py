@@ -21,8 +21,8 @@ ROOT = os.path.dirname(HERE)
 def create_app(overrides: dict | None = None) -> Flask:
     import models  # noqa: F401  (registers every table on FAB's metadata)
     # rules and request kinds register themselves on import
-    from app import (admissions, classes, exchange, graduation, keydata, problems, schools,  # noqa: F401
-                     statuschange, students, transfers)
+    from app import (admissions, classes, exchange, graduation, keydata, problems, rosters,  # noqa: F401
+                     schools, statuschange, students, transfers)
     from app.passwords import validate_password
     from config import Config
     from views import register_views

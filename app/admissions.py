@@ -6,6 +6,7 @@ per-cell issues and an annotated workbook → `commit_batch` (all valid rows, or
 a county review request → on approval, 调档 moves every admitted record with set-based UPDATEs.
 """
 import hashlib
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import func, insert, select, update
 
-from app import clock, spreadsheets, workflow
+from app import clock, identity, rosters, spreadsheets, workflow
 from app.errors import RuleError
 from app.scoping import system_write
 from app.spreadsheets import Column, Issue, Row
@@ -22,14 +23,17 @@ from models import AuditEvent, Enrollment, School, Student
 from models.admissions import (CANCELLED, CONFLICT, TO_CONFIRM, TO_REVIEW, TRANSFERRED, Admission,
                                ImportBatch, Quota)
 
-COLUMNS = [Column("姓名"), Column("学籍号", kind="id", width=24),
+COLUMNS = [Column("姓名", kind="name"), Column("学籍号", kind="id", width=24),
            Column("中学阶段", required=False, kind="choice", choices=("初中", "高中"), width=12)]
 INSTRUCTIONS = ["本模板用于学校自主招生录取名单导入，字段和列的顺序不能修改。",
-                "学籍号填写毕业生的全国学籍号（G/J/L开头19位），没有学籍号的可填写18位身份证件号。",
-                "学籍号、身份证件号列已设为文本格式，请不要改为数字格式，否则会丢失位数。",
+                "学籍号填写毕业生的全国学籍号（G、J或L开头，共19位）；不能填写身份证件号"
+                "（有居民身份证的学生，学籍号为G加18位身份证件号）。",
+                "学籍号列已设为文本格式，请不要改为数字格式，否则会丢失位数。",
+                "姓名与学籍库中的姓名一致：汉字（少数民族姓名可用间隔号“·”）或外文字母，不能有数字和符号。",
+                "所有单元格请直接填写内容，不要使用公式（公式单元格会被拒绝）。",
                 "中学阶段可不填，不填时为本校招生学段。",
-                "上传后系统先校验，确认无误后再提交，提交后由区县教育局审核并调档。"]
-PREVIOUS_STAGE = {"高中": "初中"}          # 高一 admits 初中 graduates; 初一 admits 小学 graduates (not held here)
+                "上传后系统先校验（全角字符、首尾空格等会自动转换并提示），确认无误后再提交，提交后由区县教育局审核并调档。"]
+PREVIOUS_STAGE = {"高中": "初中", "初中": "小学"}   # 高一 admits 初中 graduates; 初一 the county rosters' 小学 graduates
 STAGES_OF = {"初中": ("初中",), "高中": ("高中",), "完全中学": ("初中", "高中"), "九年一贯制": ("初中",)}
 
 
@@ -64,19 +68,52 @@ def check_room(session, school_id, year, stage, incoming: int) -> None:
 
 @dataclass
 class Checked:
+    """The verdict on one file. `issues` holds every error of every row (a row reports all its problems, each on
+    its column) plus the 重复招生 warnings (code "conflict": the row is still admitted), sorted by row and column;
+    `notices` the cells accepted after normalising (level "notice"). `bad_rows` and `valid` are computed once
+    by `settle()`, never per lookup, so everything is linear in rows + issues."""
     rows: list[Row]
     issues: list[Issue]
     matches: dict[int, int] = field(default_factory=dict)      # row number → student id (valid rows only)
     conflicts: dict[int, int] = field(default_factory=dict)    # row number → the other school's admission id
     stage: str = ""
+    bad_rows: set[int] = field(default_factory=set)            # rows with at least one error
+    valid: list[int] = field(default_factory=list)             # rows to admit, in file order
+    notices: list[Issue] = field(default_factory=list)
+    checked_at: str | None = None                               # when the check ran (ISO), for the preview
 
-    @property
-    def bad_rows(self) -> set[int]:
-        return {i.row for i in self.issues if i.code != "conflict"}
+    def settle(self, sort: bool = True) -> "Checked":
+        if sort:
+            order = {c.name: i for i, c in enumerate(COLUMNS)}
+            last = len(order)
+            self.issues.sort(key=lambda i: (i.row, order.get(i.column, last)))
+        self.bad_rows = {i.row for i in self.issues if i.code != "conflict"}
+        self.valid = [r.number for r in self.rows if r.number in self.matches and r.number not in self.bad_rows]
+        self.notices = [n for r in self.rows for n in r.notices]
+        return self
 
-    @property
-    def valid(self) -> list[int]:
-        return [r.number for r in self.rows if r.number not in self.bad_rows and r.number in self.matches]
+    def by_row(self) -> dict[int, list[Issue]]:
+        """Errors, warnings and notices of each row (one pass)."""
+        out: dict[int, list[Issue]] = {}
+        for issue in self.issues:
+            out.setdefault(issue.row, []).append(issue)
+        for notice in self.notices:
+            out.setdefault(notice.row, []).append(notice)
+        return out
+
+    def to_json(self) -> dict:
+        issue = lambda i: [i.row, i.column, i.code, i.message, i.level]  # noqa: E731
+        return {"stage": self.stage, "checked_at": self.checked_at,
+                "rows": [[r.number, r.values, [issue(n) for n in r.notices]] for r in self.rows],
+                "issues": [issue(i) for i in self.issues],
+                "matches": list(self.matches.items()), "conflicts": list(self.conflicts.items())}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Checked":
+        rows = [Row(n, values, [Issue(*i) for i in notices]) for n, values, notices in data["rows"]]
+        checked = cls(rows, [Issue(*i) for i in data["issues"]], dict(map(tuple, data["matches"])),
+                      dict(map(tuple, data["conflicts"])), data["stage"], checked_at=data.get("checked_at"))
+        return checked.settle()
 
 
 def _issue(row, column, code, message) -> Issue:
@@ -84,64 +121,92 @@ def _issue(row, column, code, message) -> Issue:
 
 
 def check_admissions(session, school: School, year: int, rows: list[Row], issues: list[Issue]) -> Checked:
-    """Validate every row against the database set-wise: two key lookups, one admissions lookup, one quota."""
+    """Validate every row, reporting every problem of a row: 学籍号 syntax (check character, date, prefix, a bare
+    ID number) before any lookup, 中学阶段, duplicates (after normalisation), then set-wise against the database
+    (one query per 5,000 学籍号, one admissions lookup, one quota). A cell the reader already refused (formula,
+    ID turned into a number, empty, bad name) is not checked again."""
     stage = next((s for s in STAGES_OF.get(school.school_type, ()) if s == "高中"), None) or "初中"
-    result = Checked(rows, list(issues), stage=stage)
-    keys = {r.number: (r.values.get("学籍号") or "") for r in rows}
-    wanted = (Student.id, Student.xjh, Student.id_number, Student.name, Student.stage, Student.status)
-    live = Student.deleted_at.is_(None)
-    by_xjh, by_id = {}, {}
-    xjhs = sorted({k for k in keys.values() if len(k) == 19})
-    numbers = sorted({k for k in keys.values() if len(k) == 18})
-    for chunk in range(0, max(len(xjhs), len(numbers)), 5000):     # bounded IN lists, a few queries per file
-        for s in session.execute(select(*wanted).where(Student.xjh.in_(xjhs[chunk:chunk + 5000]), live)):
-            by_xjh[s.xjh] = s
-        for s in session.execute(select(*wanted).where(Student.id_number.in_(numbers[chunk:chunk + 5000]), live)):
-            by_id[s.id_number] = s
-    seen: dict[int, int] = {}
-    flagged = {i.row for i in issues}
+    offered = STAGES_OF.get(school.school_type, ())
+    result = Checked(rows, list(issues), stage=stage, checked_at=clock.now().isoformat(timespec="seconds"))
+    refused = {(i.row, i.column) for i in issues}
+    today = clock.today()
+    keys: dict[int, str] = {}                       # row → its well-formed 学籍号 (first occurrence only)
+    first: dict[str, int] = {}
+    stage_ok: dict[int, str] = {}                   # row → its 中学阶段 when the school admits it
     for row in rows:
-        if row.number in flagged:
+        n = row.number
+        value = row.values.get("学籍号")
+        if value and (n, "学籍号") not in refused:
+            check = identity.check_xjh(value, today=today, generated=True)   # L: assigned earlier by the system
+            if not check.valid:
+                code = "id_number_as_xjh" if check.code == "not_xjh" else f"xjh_{check.code}"
+                result.issues.append(_issue(n, "学籍号", code, f"{value}：{check.message}"))
+            elif check.normalized in first:
+                result.issues.append(_issue(n, "学籍号", "duplicate_row",
+                                            f"与第{first[check.normalized]}行重复（{check.normalized}）"))
+            else:
+                first[check.normalized] = n
+                keys[n] = check.normalized
+        if (n, "中学阶段") not in refused:
+            row_stage = row.values.get("中学阶段") or stage
+            if row_stage in offered:
+                stage_ok[n] = row_stage
+            else:
+                result.issues.append(_issue(n, "中学阶段", "bad_stage", f"本校不招收{row_stage}学生"))
+    wanted = (Student.id, Student.xjh, Student.name, Student.stage, Student.status)
+    found = {}
+    wanted_keys = sorted(set(keys.values()))
+    for chunk in range(0, len(wanted_keys), 5000):     # bounded IN lists, a few queries per file
+        for s in session.execute(select(*wanted).where(Student.xjh.in_(wanted_keys[chunk:chunk + 5000]),
+                                                       Student.deleted_at.is_(None))):
+            found[s.xjh] = s
+    for row in rows:
+        n = row.number
+        key = keys.get(n)
+        if key is None:
             continue
-        key = keys[row.number]
-        row_stage = row.values.get("中学阶段") or stage
-        if row_stage not in STAGES_OF.get(school.school_type, ()):
-            result.issues.append(_issue(row.number, "中学阶段", "bad_stage", f"本校不招收{row_stage}学生"))
-            continue
-        student = by_xjh.get(key) if len(key) == 19 else by_id.get(key)
+        student = found.get(key)
         if student is None:
-            result.issues.append(_issue(row.number, "学籍号", "unknown_xjh", f"{key} 在学籍库中不存在"))
+            result.issues.append(_issue(n, "学籍号", "unknown_xjh", f"{key} 在学籍库中不存在"))
             continue
-        if student.name != (row.values.get("姓名") or ""):
-            result.issues.append(_issue(row.number, "姓名", "name_mismatch",
-                                        f"“{row.values.get('姓名')}”与学籍号{student.xjh}的姓名不符"))
-            continue
-        previous = PREVIOUS_STAGE.get(row_stage)
-        if previous is None or student.stage != previous or student.status != "毕业":
-            result.issues.append(_issue(row.number, "学籍号", "not_graduate",
-                                        f"{student.name}不是{previous or '上一学段'}毕业生，不能录取为{row_stage}新生"))
-            continue
-        if student.id in seen:
-            result.issues.append(_issue(row.number, "学籍号", "duplicate_row",
-                                        f"与第{seen[student.id]}行重复"))
-            continue
-        seen[student.id] = row.number
-        result.matches[row.number] = student.id
+        name = row.values.get("姓名")
+        named = (n, "姓名") in refused or student.name == name
+        if not named:
+            result.issues.append(_issue(n, "姓名", "name_mismatch", f"“{name}”与学籍号{student.xjh}的姓名不符"))
+        row_stage = stage_ok.get(n)
+        if row_stage is not None:
+            previous = PREVIOUS_STAGE.get(row_stage)
+            if previous is None or student.stage != previous or student.status != "毕业":
+                who = student.name if named and (n, "姓名") not in refused else "该生"
+                result.issues.append(_issue(n, "学籍号", "not_graduate",
+                                            f"{who}不是{previous or '上一学段'}毕业生，不能录取为{row_stage}新生"))
+                continue
+        if named and (n, "姓名") not in refused:
+            result.matches[n] = student.id
+    result.settle(sort=False)
     _against_admissions(session, school, year, result)
+    result.settle(sort=False)
     _against_quota(session, school, year, result)
+    result.settle()
+    kept = set(result.valid)
+    result.matches = {n: sid for n, sid in result.matches.items() if n in kept}
+    result.conflicts = {n: aid for n, aid in result.conflicts.items() if n in kept}
     return result
 
 
 def _against_admissions(session, school, year, result: Checked) -> None:
-    ids = set(result.matches.values())
-    if not ids:
-        return
+    """Students this school or another already admitted this year (matched rows only)."""
     rows_of = {sid: n for n, sid in result.matches.items()}
+    if not rows_of:
+        return
+    ids = sorted(rows_of)
     found = []
-    ids = sorted(ids)
     for chunk in range(0, len(ids), 5000):
-        found.extend(session.scalars(select(Admission).where(Admission.student_id.in_(ids[chunk:chunk + 5000]),
-                                                             Admission.year == year, Admission.current == 1)))
+        found.extend(session.execute(
+            select(Admission.id, Admission.student_id, Admission.school_id, School.name)
+            .join(School, School.id == Admission.school_id)
+            .where(Admission.student_id.in_(ids[chunk:chunk + 5000]), Admission.year == year,
+                   Admission.current == 1)).all())
     for adm in found:
         n = rows_of[adm.student_id]
         if adm.school_id == school.id:
@@ -149,11 +214,13 @@ def _against_admissions(session, school, year, result: Checked) -> None:
         else:
             result.conflicts[n] = adm.id
             result.issues.append(_issue(n, "学籍号", "conflict",
-                                        f"该生已被{adm.school.name}录取，提交后将交区县教育局仲裁（重复招生）"))
+                                        f"该生已被{adm.name}录取，提交后将交区县教育局仲裁（重复招生）"))
 
 
 def _against_quota(session, school, year, result: Checked) -> None:
     valid = result.valid
+    if not valid:
+        return
     quota = quota_row(session, school.id, year, result.stage)
     if quota is None:
         for n in valid:
@@ -197,13 +264,36 @@ def load(batch: ImportBatch) -> bytes:
         return f.read()
 
 
-def check_batch(session, batch: ImportBatch) -> Checked:
-    rows, issues = spreadsheets.read_table(load(batch), batch.filename, COLUMNS)
+def check_batch(session, batch: ImportBatch, table=None) -> Checked:
+    """Read (unless `table`, the (rows, issues) of read_table, is given) and check the batch's file; updates the
+    batch's counts."""
+    rows, issues = table if table is not None else spreadsheets.read_table(load(batch), batch.filename, COLUMNS)
     checked = check_admissions(session, batch.school, batch.year, rows, issues)
     batch.stage = checked.stage
     batch.rows, batch.valid_rows = len(rows), len(checked.valid)
     batch.error_count = len(checked.bad_rows)
     return checked
+
+
+def _check_path(batch: ImportBatch) -> str:
+    return os.path.join(_folder(), f"{batch.stored_name}.check.json")
+
+
+def save_check(batch: ImportBatch, checked: Checked) -> None:
+    """Keep a check's result next to the file: the preview pages and the annotated workbook read it instead of
+    checking the file again on every request (committing always checks again, inside its transaction)."""
+    path = _check_path(batch)
+    with open(path + ".part", "w", encoding="utf-8") as f:
+        json.dump(checked.to_json(), f, ensure_ascii=False, separators=(",", ":"))
+    os.replace(path + ".part", path)
+
+
+def saved_check(batch: ImportBatch) -> Checked | None:
+    try:
+        with open(_check_path(batch), encoding="utf-8") as f:
+            return Checked.from_json(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def committed_rows(session, batch: ImportBatch) -> list:
@@ -311,6 +401,7 @@ def transfer_records(session, admission_ids: list[int], reason: str) -> int:
         session.execute(update(Student).where(Student.id.in_(ids)).values(
             school_id=school_id, stage=stage, cohort_year=year, class_id=None, status="在校",
             entry_ym=f"{year}09").execution_options(synchronize_session=False))
+    rosters.flag_incomplete(session, student_ids)      # ★ fields a 小学 roster did not carry: 待补录
     session.execute(insert(Enrollment), [dict(student_id=a.student_id, school_id=a.school_id, stage=a.stage,
                                               cohort_year=a.year, class_id=None, status="在校", started_on=today,
                                               current=1, reason=reason) for a in adms])
@@ -352,8 +443,9 @@ def _validate_quota_change(session, student, payload) -> None:
     quota = session.get(Quota, int(payload.get("quota_id") or 0))
     if quota is None:
         raise RuleError("招生计划不存在", code="not_found", status=404)
-    if quota.year != admission_year():
-        raise RuleError(f"只能申请变更本年度（{admission_year()}年）的招生计划数", code="not_current_year")
+    year = admission_year(session, quota.school.county_code)
+    if quota.year != year:
+        raise RuleError(f"只能申请变更本年度（{year}年）的招生计划数", code="not_current_year")
     requested = int(payload.get("requested") or 0)
     if requested <= 0 or requested == quota.planned:
         raise RuleError("请填写与现计划不同的申请计划数", code="invalid")
@@ -373,6 +465,7 @@ register(Kind(code="quota_change", title="招生计划数变更申请", chain="q
               describe=lambda s, st, p: f"招生计划数变更：{p.get('current')}→{p.get('requested')}人"))
 
 
-def admission_year() -> int:
-    """The calendar year's admission (招生 happens in summer; the plan is the current year's)."""
-    return clock.today().year
+def admission_year(session, county_code: str | None) -> int:
+    """The entry cohort admitted now (app.schoolyear.admission_year): plans, batches and change requests use it."""
+    from app import schoolyear
+    return schoolyear.admission_year(session, county_code)

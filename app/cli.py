@@ -130,6 +130,24 @@ def _read(path, columns):
     return data, *spreadsheets.read_table(data, os.path.basename(path), columns)
 
 
+def _report_admissions(checked, as_json):
+    """Every problem of every row, then in each row the cells accepted after normalising (level "notice"; they do
+    not make the exit status 1). JSON: one object per line with row, column, code, message and level."""
+    import json
+    by_row = checked.by_row()
+    if as_json:
+        for number in sorted(by_row):
+            for i in by_row[number]:
+                click.echo(json.dumps({"row": i.row, "column": i.column, "code": i.code, "message": i.message,
+                                       "level": i.level}, ensure_ascii=False))
+        return
+    for number in sorted(by_row):
+        for i in by_row[number]:
+            click.echo(i.message if i.level == "error" else f"提示：{i.message}")
+    click.echo(f"共{len(checked.rows)}行，{len(checked.bad_rows)}行有问题"
+               + (f"，{len(checked.notices)}个单元格已自动转换（见“提示”）" if checked.notices else ""))
+
+
 @xueji.command("import-admissions")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--school", "school_code", required=True, help="学校标识码")
@@ -142,8 +160,9 @@ def import_admissions(path, school_code, dry_run, as_json):
     school = _school_by_code(school_code)
     try:
         data, rows, issues = _read(path, admissions.COLUMNS)
-        checked = admissions.check_admissions(db.session, school, admissions.admission_year(), rows, issues)
-        _report(rows, [i for i in checked.issues], as_json)
+        checked = admissions.check_admissions(db.session, school,
+                                              admissions.admission_year(db.session, school.county_code), rows, issues)
+        _report_admissions(checked, as_json)
         if not dry_run and checked.valid:
             from models import XuejiUser
             from app.roles import ROLE_SCHOOL_REGISTRAR
@@ -152,7 +171,7 @@ def import_admissions(path, school_code, dry_run, as_json):
             if actor is None:
                 raise RuleError("该校没有学籍管理员账号，无法提交", code="no_registrar")
             batch = admissions.receive(db.session, data, os.path.basename(path), school,
-                                       admissions.admission_year(), actor)
+                                       admissions.admission_year(db.session, school.county_code), actor)
             n, conflicts = admissions.commit_batch(db.session, batch, actor)
             click.echo(f"已提交{n}名学生（重复招生{conflicts}人），等待区县教育局审核", err=as_json)
     except RuleError as exc:
@@ -188,3 +207,31 @@ def assign_classes(path, school_code, dry_run, as_json):
         click.echo(exc.message, err=True)
         sys.exit(2)
     sys.exit(0)
+
+
+@xueji.command("import-primary-graduates")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--county", "county_code", required=True, help="区县行政区划代码（6位）")
+@click.option("--year", type=int, default=None, help="毕业年份（默认：本区县本学年招收的初一新生的毕业年份）")
+@click.option("--dry-run", is_flag=True, help="check only, write nothing")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per problem")
+@with_appcontext
+def import_primary_graduates(path, county_code, year, dry_run, as_json):
+    """小学毕业生名单 (小升初). Exit 0 all rows valid, 1 some invalid, 2 file refused. Valid rows are imported
+    unless --dry-run; a re-import updates by 学籍号."""
+    from app import rosters
+    try:
+        rosters.county_of(db.session, county_code)
+        year = year or rosters.default_year(db.session, county_code)
+        data, rows, issues = _read(path, rosters.COLUMNS)
+        checked = rosters.check_roster(db.session, county_code, year, rows, issues)
+        _report(rows, checked.issues, as_json)
+        if not dry_run and checked.graduates:
+            batch = rosters.receive(db.session, None, data, os.path.basename(path), county_code, year)
+            created, updated = rosters.import_batch(db.session, None, batch)
+            click.echo(f"已导入{year}年小学毕业生：新增{created}人，更新{updated}人", err=as_json)
+    except RuleError as exc:
+        db.session.rollback()
+        click.echo(exc.message, err=True)
+        sys.exit(2)
+    sys.exit(1 if checked.bad_rows else 0)

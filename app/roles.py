@@ -38,6 +38,7 @@ PROFILE = [
     ("can_this_form_get", "ProfileEditView"), ("can_this_form_post", "ProfileEditView"),
     ("can_this_form_get", "XuejiResetMyPasswordView"), ("can_this_form_post", "XuejiResetMyPasswordView"),
     (R, "Directory"), ("can_read", "Account"), ("can_write", "Account"),
+    (R, "Identity"),                            # GET /api/v1/identity/check (the student form calls it)
     ("can_show", "SwaggerView"), ("can_get", "OpenApi"),
 ] + _menus("Directory", "Registry")
 
@@ -54,19 +55,19 @@ ROLE_PERMISSIONS = {
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
         (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"), (W, "Quota"),
         ("can_rollback", "Graduation"), ("can_promote", "Graduation"), ("can_exchange", "Request"),
-        ("can_import", "Admission"),
+        ("can_import", "Admission"), ("can_import", "PrimaryRoster"),
     ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport",
-               "Exchange"),
+               "Exchange", "PrimaryRoster", "PrimaryGraduates"),
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem"),
                                                              ("can_clear", "Request"), ("can_arbitrate", "Admission")]
-    + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings"),
+    + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings", "PrimaryGraduates"),
     ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
         ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
         ("can_confirm", "Admission"), ("can_change", "Quota"), ("can_graduate", "Graduation"),
         ("can_exchange", "Request")]
-    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation", "Exchange"),
-    ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS),
+    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation", "Exchange", "Incomplete"),
+    ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS, "Incomplete"),
 }
 
 

@@ -21,6 +21,16 @@ def current(session, county_code: str | None) -> int:
     return int(value) if value else by_date()
 
 
+def admission_year(session, county_code: str | None, today=None) -> int:
+    """The entry cohort whose plan (招生计划数) and admissions are open: the current school year's entrants, so the
+    2026 plan stays open (复学 and transfers-in still take places in January) until the next year's 招生 opens on
+    the switch date (setting calendar.admission_switch, MM-DD; 7月1日 by default) or the county runs 升级."""
+    today = today or clock.today()
+    month, day = (int(x) for x in settings.get(session, "calendar.admission_switch", county_code).split("-"))
+    by_switch = today.year if (today.month, today.day) >= (month, day) else today.year - 1
+    return max(by_switch, current(session, county_code))
+
+
 def preview(session, county_code: str) -> dict:
     """What 升级 to the next school year would do: students per stage and grade now, and who is still in the
     graduating grade without having graduated (they block the run)."""

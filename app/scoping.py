@@ -8,6 +8,7 @@ A user's scope is everything (系统管理员), one school (school staff) or one
     "student" rows with a student_id column    "request" requests: filing or counterpart school
     "public"  reference data (code tables)     "region_row" rows owned by a region level (settings)
     "owner"   rows of one account (user_id): background exports
+    "county"  rows owned by one county (county_code): 小学毕业生名单 imports; bureau staff of that county or above
 
 Reads: ``scope_condition(model)`` is added to every query by ``ScopedInterface`` (so FAB's list, show, edit,
 delete, action, action_post and related-field dropdowns all see only in-scope rows; others answer 404).
@@ -135,6 +136,10 @@ def scope_condition(model, scope: Scope | None = None):
             return or_(model.school_id == scope.school_id, model.counterpart_school_id == scope.school_id)
         schools = schools_in_scope(scope)
         return or_(model.school_id.in_(schools), model.counterpart_school_id.in_(schools))
+    if kind == "county":
+        if scope.kind == "school":
+            return false()
+        return model.county_code.like(_region_prefix(scope) + "%")
     if kind == "region_row":
         # settings: the installation-wide rows and those of the user's own province
         prefix = (_province_prefix_of_school(scope.school_id) if scope.kind == "school"
@@ -243,6 +248,9 @@ def _check_object(obj, scope: Scope, session) -> None:
     elif kind == "region_row":
         if not region_in_scope(effective(obj, "region", "region_code"), scope):
             raise OutOfScope("只能修改本辖区的设置")
+    elif kind == "county":
+        if not region_in_scope(effective(obj, "county", "county_code"), scope):
+            raise OutOfScope("只能导入本辖区的名单")
     elif kind == "student":
         from models import Student
         with session.no_autoflush:
@@ -319,6 +327,10 @@ def _check_original(obj, scope: Scope, session) -> None:
         return
     if kind == "region_row":
         if not region_in_scope(_original(obj, "region_code"), scope):
+            raise OutOfScope()
+        return
+    if kind == "county":
+        if not region_in_scope(_original(obj, "county_code"), scope):
             raise OutOfScope()
         return
     if kind in ("school", "user"):

@@ -24,6 +24,7 @@ DEFAULTS = {
     "calendar.transfer_pause": "07-15..08-14",      # no new transfer applications
     "calendar.cross_province_windows": "08-15..12-14,03-01..05-31",   # 毕业后跨省就学 applications
     "calendar.school_year": "",                     # the county's current 学年 (set by 升级); empty: by date
+    "calendar.admission_switch": "07-01",           # from this day the next year's entrants are admitted
     "graduation.cert_pattern": "{school_code}{year}{serial:04d}",   # 毕业证号 (no national K-12 format)
     "rules.no_transfer_entry_first_term": "1",      # none in the entry grade's first term
     "rules.no_transfer_graduating_last_term": "1",  # none in the graduating grade's last term

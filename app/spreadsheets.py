@@ -11,7 +11,9 @@ import io
 import re
 import unicodedata
 import zipfile
-from dataclasses import dataclass
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import unescape
+from dataclasses import dataclass, field
 
 from openpyxl import Workbook
 from openpyxl.comments import Comment
@@ -47,23 +49,37 @@ SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d*)?E[+-]?\d+$")
 DECIMAL = re.compile(r"^\d+\.\d+$")     # "410102201203225000.0": a number written back as text
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
+NOTICE_FILL = PatternFill("solid", fgColor="FFF2CC")
 HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
 TEXT_FORMAT = "@"
+FORMULA_COLUMNS = 64            # formula cells are located in the first columns only (the templates have 3)
+SCAN_CHUNK = 1024 * 1024
+# A formula element of a worksheet part (<f>, <f t="shared" .../>, or with a namespace prefix: <x:f>).
+XLSX_FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
+ODS_FORMULA = re.compile(rb":formula=")
+NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+NS_STRICT = "{http://purl.oclc.org/ooxml/spreadsheetml/main}"
+NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+NS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+CELL_REF = re.compile(r"^([A-Z]{1,3})(\d+)$")
+XLSX_REF = re.compile(rb"\sr=[\"']([A-Z]{1,3})(\d+)[\"']")
+XLSX_FORMULA_TEXT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f(?:\s[^>]*)?(?<!/)>([^<]*)<")
+XML_QUOTES = {"&quot;": '"', "&apos;": "'"}
+# 姓名: Chinese characters (the CJK blocks and extensions), the middle dot of 维吾尔族 and other names (·, ・), and
+# for foreign names Latin letters with spaces and inner ' - . (O'Neil, Jean-Pierre, St. John).
+NAME_CHARS = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+                        r"\u00b7\u30fbA-Za-z\u00c0-\u024f '.\-]+$")
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+DOTS = "\u00b7\u30fb"
 
 
 @dataclass(frozen=True)
 class Column:
     name: str                      # header text, e.g. "学籍号"
     required: bool = True
-    kind: str = "text"             # "text" | "id" (long identifiers) | "choice"
+    kind: str = "text"             # "text" | "id" (long identifiers) | "choice" | "name" (a person's name)
     choices: tuple[str, ...] = ()
     width: int = 20
-
-
-@dataclass
-class Row:
-    number: int                    # spreadsheet row number as the user sees it (header = 1)
-    values: dict[str, str | None]  # column name -> normalised text (None when empty)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,16 @@ class Issue:
     column: str | None             # column name, or None for a whole-row issue
     code: str                      # stable English code
     message: str                   # Chinese, naming the row, the column and the reason
+    level: str = "error"           # "error" (the row cannot be used) | "notice" (accepted, but the user is told)
+
+
+@dataclass
+class Row:
+    number: int                    # spreadsheet row number as the user sees it (header = 1)
+    values: dict[str, str | None]  # column name -> normalised text (None when empty)
+    # Cells whose value was accepted after normalising (full-width characters, spaces, invisible characters...):
+    # Issues of level "notice", code "normalised". Not part of a row's equality: they describe how it was read.
+    notices: list[Issue] = field(default_factory=list, compare=False)
 
 
 class SheetRefused(RuleError):
@@ -156,7 +182,9 @@ def _column_hint(col: Column) -> str:
         return "可选值：" + "、".join(col.choices)
     if col.kind == "id":
         return "文本格式，请直接输入完整号码（含末位X），不要改成数字或科学计数法"
-    return "文本"
+    if col.kind == "name":
+        return "汉字（少数民族姓名可用间隔号“·”）或外文字母，不能含数字和符号，不要用公式"
+    return "文本，不要用公式"
 
 
 # ---------------------------------------------------------------- reading
@@ -168,11 +196,14 @@ def read_table(data: bytes, filename: str, columns: list[Column],
     Raises SheetRefused when the file as a whole cannot be used. Rows with issues are returned too,
     so the caller can show every problem at once.
     """
-    grid = _read_grid(data, filename or "", max_bytes)
+    grid, formulas = _read_grid(data, filename or "", max_bytes)
     header_index, width = _find_header(grid, columns)
     rows, issues = [], []
-    for index in range(header_index + 1, len(grid)):
-        row, row_issues = _parse_row(grid[index], index + 1, columns[:width])
+    # calamine's grid ends at the last cell holding a value; a formula without a cached value may lie below it
+    end = max(len(grid), max(formulas, default=-1) + 1)
+    for index in range(header_index + 1, end):
+        raw = grid[index] if index < len(grid) else []
+        row, row_issues = _parse_row(raw, index + 1, columns[:width], formulas.get(index))
         if row is None:
             continue
         if len(rows) >= MAX_ROWS:
@@ -184,8 +215,9 @@ def read_table(data: bytes, filename: str, columns: list[Column],
     return rows, issues
 
 
-def _read_grid(data: bytes, filename: str, max_bytes: int) -> list[list]:
-    """The first sheet as a list of rows of raw cell values, row 0 being spreadsheet row 1."""
+def _read_grid(data: bytes, filename: str, max_bytes: int) -> tuple[list[list], dict[int, dict[int, str]]]:
+    """The first sheet as a list of rows of raw cell values, row 0 being spreadsheet row 1, and its formula cells
+    ({row index: {column index: formula text}}; calamine gives a formula's cached value, never the formula)."""
     if not data:
         raise SheetRefused("上传的文件是空的，请选择填写好的模板文件", "empty_file")
     if len(data) > max_bytes:
@@ -193,19 +225,19 @@ def _read_grid(data: bytes, filename: str, max_bytes: int) -> list[list]:
                            "file_too_large")
     ext = _extension(filename)
     if data.startswith(ZIP_MAGIC):
-        _check_zip(data)
-        return _calamine_grid(data)
+        zf = _check_zip(data)
+        return _calamine_grid(data), _zip_formulas(zf, 2 * MAX_ROWS + HEADER_SCAN)
     if data.startswith(OLE2_MAGIC):
-        return _calamine_grid(data)
+        return _calamine_grid(data), {}
     if ext in SPREADSHEET_EXTS:
         raise SheetRefused(f"文件扩展名是{ext}，但内容不是Excel/WPS/LibreOffice表格（可能是网页或文本改了扩展名）；"
                            "请用Excel或WPS打开后另存为.xlsx再上传", "bad_file_type")
     if ext not in TEXT_EXTS:
         raise _bad_type()
-    return _csv_grid(_decode_text(data))
+    return _csv_grid(_decode_text(data)), {}
 
 
-def _check_zip(data: bytes) -> None:
+def _check_zip(data: bytes) -> zipfile.ZipFile:
     """xlsx and ods are zips: check sizes from the central directory (nothing is inflated), then the type."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -220,6 +252,7 @@ def _check_zip(data: bytes) -> None:
     if not (_is_xlsx(zf) or _is_ods(zf)):
         raise SheetRefused("文件是压缩包或Word等其他文档，不是Excel/WPS/LibreOffice表格；请上传填写好的模板",
                            "bad_file_type")
+    return zf
 
 
 def _small_member(zf: zipfile.ZipFile, name: str) -> bytes | None:
@@ -243,6 +276,164 @@ def _is_xlsx(zf: zipfile.ZipFile) -> bool:
 def _is_ods(zf: zipfile.ZipFile) -> bool:
     mimetype = _small_member(zf, "mimetype")
     return bool(mimetype and mimetype.strip() == ODS_MIMETYPE)
+
+
+# ---------------------------------------------------------------- formula cells
+
+def _zip_formulas(zf: zipfile.ZipFile, height: int) -> dict[int, dict[int, str]]:
+    """Formula cells of the first sheet of an xlsx or ods. A cheap streaming search for a formula marker first
+    (most files have none); only a file that has one is parsed, streaming, rows past the grid ignored. Sizes are
+    already bounded by _check_zip."""
+    try:
+        if _is_ods(zf):
+            member, marker, parse = "content.xml", ODS_FORMULA, _ods_formulas
+        else:
+            member, marker, parse = _first_sheet_part(zf), XLSX_FORMULA, _xlsx_formulas
+        if member is None or not _has_marker(zf, member, marker):
+            return {}
+        if parse is _xlsx_formulas:
+            found = _xlsx_formulas_by_ref(zf, member, height)
+            if found is not None:
+                return found
+        with zf.open(member) as stream:
+            return parse(stream, height)
+    except (KeyError, ET.ParseError, zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError,
+            EOFError):
+        # calamine read the sheet; a part we cannot follow here only means formulas are not located
+        return {}
+
+
+def _has_marker(zf: zipfile.ZipFile, member: str, marker: re.Pattern) -> bool:
+    tail = b""
+    with zf.open(member) as stream:
+        while chunk := stream.read(SCAN_CHUNK):
+            if marker.search(tail + chunk):
+                return True
+            tail = chunk[-32:]
+    return False
+
+
+def _first_sheet_part(zf: zipfile.ZipFile) -> str | None:
+    """The part of the workbook's first sheet (the one calamine reads): workbook.xml's first <sheet>, through
+    the workbook's relationships."""
+    workbook = _small_member(zf, "xl/workbook.xml")
+    rels = _small_member(zf, "xl/_rels/workbook.xml.rels")
+    if not workbook or not rels:
+        return None
+    sheet = next((e for e in ET.fromstring(workbook).iter() if e.tag in (NS_MAIN + "sheet", NS_STRICT + "sheet")),
+                 None)
+    rid = sheet is not None and next((v for k, v in sheet.attrib.items() if k.endswith("}id")), None)
+    if not rid:
+        return None
+    target = next((e.get("Target") for e in ET.fromstring(rels).iter() if e.get("Id") == rid), None)
+    if not target:
+        return None
+    return target.lstrip("/") if target.startswith("/") else "xl/" + target
+
+
+def _column_index(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+
+
+def _xlsx_formulas_by_ref(zf: zipfile.ZipFile, member: str, height: int) -> dict[int, dict[int, str]] | None:
+    """The fast path: every program that writes xlsx gives each cell its reference (r="B12"), so a formula's cell
+    is the <c ...> start tag before its <f>. Reads the part in chunks cut at row ends; None when a formula's cell
+    has no reference (then the sheet is parsed as XML)."""
+    found: dict[int, dict[int, str]] = {}
+    carry = b""
+    with zf.open(member) as stream:
+        while True:
+            chunk = stream.read(SCAN_CHUNK)
+            buf = carry + chunk
+            cut = len(buf) if not chunk else buf.rfind(b"</row>") + 6 if b"</row>" in buf else -1
+            if cut < 0:                                      # no complete row yet: read on
+                carry = buf
+                continue
+            segment, carry = buf[:cut], buf[cut:]
+            for m in XLSX_FORMULA.finditer(segment):
+                lo = max(0, m.start() - 512)                 # <f> is the first child of its <c ...>
+                start = max(segment.rfind(b"<c ", lo, m.start()), segment.rfind(b":c ", lo, m.start()))
+                tag_end = segment.find(b">", start)
+                ref = XLSX_REF.search(segment, start, tag_end) if start >= 0 else None
+                if ref is None:
+                    return None
+                row_index = int(ref.group(2)) - 1
+                col_index = _column_index(ref.group(1).decode())
+                if row_index < height and col_index < FORMULA_COLUMNS:
+                    text = XLSX_FORMULA_TEXT.match(segment, m.start())
+                    formula = "=" + unescape(text.group(1).decode("utf-8", "replace"), XML_QUOTES) \
+                        if text and text.group(1) else "=（共享公式）"
+                    found.setdefault(row_index, {})[col_index] = formula
+            if not chunk:
+                return found
+
+
+def _xlsx_formulas(stream, height: int) -> dict[int, dict[int, str]]:
+    found: dict[int, dict[int, str]] = {}
+    row_index, col_index, formula = -1, -1, None
+    for event, elem in ET.iterparse(stream, events=("start", "end")):
+        tag = elem.tag.rsplit("}", 1)[-1]
+        if event == "start":
+            if tag == "row":
+                r = elem.get("r")
+                row_index = int(r) - 1 if r and r.isdigit() else row_index + 1
+                col_index = -1
+                if row_index >= height:
+                    break
+            elif tag == "c":
+                m = CELL_REF.match(elem.get("r") or "")
+                col_index = _column_index(m.group(1)) if m else col_index + 1
+                formula = None
+        elif tag == "f":
+            formula = "=" + elem.text if elem.text else "=（共享公式）"
+        elif tag == "c":
+            if formula is not None and col_index < FORMULA_COLUMNS:
+                found.setdefault(row_index, {})[col_index] = formula
+            elem.clear()
+        elif tag == "row":
+            elem.clear()
+    return found
+
+
+def _ods_formulas(stream, height: int) -> dict[int, dict[int, str]]:
+    """table:formula attributes of the first table; repeated rows and cells are counted, never expanded."""
+    found: dict[int, dict[int, str]] = {}
+    table_tag, row_tag = NS_TABLE + "table", NS_TABLE + "table-row"
+    cells = (NS_TABLE + "table-cell", NS_TABLE + "covered-table-cell")
+    depth, row_index, col_index, repeat_rows = 0, 0, 0, 1
+    for event, elem in ET.iterparse(stream, events=("start", "end")):
+        if elem.tag == table_tag:
+            if event == "start":
+                depth += 1
+            elif depth == 1:
+                break                                   # the first table is done
+            else:
+                depth -= 1
+            continue
+        if depth != 1:
+            continue
+        if elem.tag == row_tag:
+            if event == "start":
+                col_index = 0
+                repeat_rows = min(int(elem.get(NS_TABLE + "number-rows-repeated") or 1), height + 1)
+            else:
+                row_index += repeat_rows
+                elem.clear()
+                if row_index >= height:
+                    break
+        elif elem.tag in cells and event == "start":
+            repeat = int(elem.get(NS_TABLE + "number-columns-repeated") or 1)
+            formula = elem.get(NS_TABLE + "formula")
+            if formula is not None:
+                text = formula.split(":", 1)[1] if formula.startswith(("of:", "oooc:", "msoxl:")) else formula
+                for c in range(col_index, min(col_index + repeat, FORMULA_COLUMNS)):
+                    for r in range(row_index, min(row_index + repeat_rows, height)):
+                        found.setdefault(r, {})[c] = text
+            col_index += repeat
+    return found
 
 
 def _calamine_grid(data: bytes) -> list[list]:
@@ -322,38 +513,83 @@ def _header_cells(raw: list) -> list[str]:
     return cells
 
 
-def _parse_row(raw: list, number: int, columns: list[Column]) -> tuple[Row | None, list[Issue]]:
-    """Normalise one data row; None when every expected cell is empty (Excel leaves such rows around)."""
+def _parse_row(raw: list, number: int, columns: list[Column],
+               formulas: dict[int, str] | None = None) -> tuple[Row | None, list[Issue]]:
+    """Normalise one data row; None when every expected cell is empty (Excel leaves such rows around). A formula
+    cell is never empty, whatever its cached value."""
     cells = list(raw[:len(columns)]) + [None] * (len(columns) - len(raw))
-    if all(v is None or (isinstance(v, str) and not _text(v)) for v in cells):
+    if not formulas and all(v is None or (isinstance(v, str) and not _text(v)) for v in cells):
         return None, []
-    values, issues = {}, []
-    for col, raw_value in zip(columns, cells, strict=True):
-        value, issue = _cell(raw_value, col, number)
+    values, issues, notices = {}, [], []
+    for index, (col, raw_value) in enumerate(zip(columns, cells, strict=True)):
+        formula = formulas.get(index) if formulas else None
+        if formula is not None:
+            values[col.name] = formula
+            issues.append(Issue(number, col.name, "formula",
+                                f"第{number}行“{col.name}”：单元格是公式（{_short(formula)}），系统不计算公式，"
+                                "也不读取公式的结果；请直接填写内容（可复制后“选择性粘贴→仅粘贴数值”）"))
+            continue
+        value, issue, notice = _cell(raw_value, col, number)
         values[col.name] = value
         if issue:
             issues.append(issue)
-    return Row(number, values), issues
+        if notice:
+            notices.append(notice)
+    return Row(number, values, notices), issues
 
 
-def _cell(raw, col: Column, number: int) -> tuple[str | None, Issue | None]:
-    """One cell's normalised text and at most one issue about it."""
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _cell(raw, col: Column, number: int) -> tuple[str | None, Issue | None, Issue | None]:
+    """One cell's normalised text, at most one issue about it, and a notice when normalising changed it."""
     if col.kind == "id" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         shown = _number_text(raw)
-        return shown, Issue(number, col.name, "id_as_number", _id_number_message(number, col, raw, shown))
-    value = _normalise(raw, col)
+        return shown, Issue(number, col.name, "id_as_number", _id_number_message(number, col, raw, shown)), None
+    value, changes = _normalise(raw, col)
+    notice = None
+    if changes and value is not None:
+        notice = Issue(number, col.name, "normalised",
+                       f"第{number}行“{col.name}”：{'，'.join(changes)}，按“{value}”读取", level="notice")
     if value is None:
         if col.required:
-            return None, Issue(number, col.name, "required", f"第{number}行“{col.name}”：必填，不能为空")
-        return None, None
+            return None, Issue(number, col.name, "required", f"第{number}行“{col.name}”：必填，不能为空"), None
+        return None, None, None
     if col.kind == "id" and (SCIENTIFIC.match(value) or DECIMAL.match(value)):
         message = (f"第{number}行“{col.name}”：号码显示为数字形式（{value}），说明已被Excel/WPS转换成数字并丢失位数；"
                    "请将该列设为文本格式后重新填写，系统不会自动修复")
-        return value, Issue(number, col.name, "id_as_number", message)
+        return value, Issue(number, col.name, "id_as_number", message), notice
     if col.kind == "choice" and value not in col.choices:
         message = f"第{number}行“{col.name}”：“{value}”不是可选的值，应为以下之一：{'、'.join(col.choices)}"
-        return value, Issue(number, col.name, "bad_choice", message)
-    return value, None
+        return value, Issue(number, col.name, "bad_choice", message), notice
+    if col.kind == "name":
+        reason = name_problem(value)
+        if reason:
+            return value, Issue(number, col.name, "bad_name", f"第{number}行“{col.name}”：“{_short(value, 20)}”{reason}"), \
+                notice
+    return value, None, notice
+
+
+def name_problem(name: str) -> str | None:
+    """Why a value cannot be a person's name (None when it can): characters no name has. Chinese characters with
+    the middle dot (维吾尔族 and other names: 买买提·艾力), or Latin letters with spaces for foreign names."""
+    if NAME_CHARS.match(name) and name[0].isalpha() and name[-1] not in DOTS + "-'" and not any(
+            a in DOTS and b in DOTS for a, b in zip(name, name[1:])):
+        return None
+    first = name[0]
+    if first in "=+-@":
+        return f"以“{first}”开头，表格程序会把它当作公式；姓名只能是汉字、间隔号“·”或外文字母"
+    if any(ch in "<>" for ch in name):
+        return "含有“<”“>”等网页标记符号，不是姓名"
+    if any(ch.isdigit() for ch in name):
+        return "含有数字，姓名中不能有数字"
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        return "含有控制字符，请重新输入"
+    bad = next((ch for ch in name if not NAME_CHARS.match(ch)), None)
+    if bad is not None:
+        return f"含有姓名中不会出现的字符“{bad}”；姓名只能是汉字、间隔号“·”或外文字母"
+    return "格式不对：间隔号“·”只能在两个字之间，姓名不能以符号开头或结尾"
 
 
 def _id_number_message(number: int, col: Column, raw, shown: str) -> str:
@@ -363,13 +599,45 @@ def _id_number_message(number: int, col: Column, raw, shown: str) -> str:
             "请将该列设为文本格式后重新填写，系统不会自动修复")
 
 
-def _normalise(raw, col: Column) -> str | None:
+def _normalise(raw, col: Column) -> tuple[str | None, list[str]]:
+    """The cell's text as stored, and what normalising changed in a text cell (for the notice; numbers and dates
+    written as text are not "changes")."""
     if raw is None:
-        return None
-    text = _text(raw)
-    if col.kind == "id":
-        text = re.sub(r"\s+", "", text).lstrip("'").upper()    # a leading ' is Excel's "keep as text" mark
-    return text or None
+        return None, []
+    if not isinstance(raw, str):
+        return _text(raw) or None, []
+    changes = []
+    if raw.isascii():                                      # the common case: no NFKC, no invisible characters
+        text = raw.strip()
+        if text != raw and text:
+            changes.append("已去除首尾空格")
+    else:
+        text = raw
+        if not unicodedata.is_normalized("NFKC", raw):
+            odd = [ch for ch in raw if not unicodedata.is_normalized("NFKC", ch)]
+            if any(not ch.isspace() for ch in odd):
+                changes.append("已将全角字符转换为半角")
+            if any(ch.isspace() for ch in odd):
+                changes.append("已将全角空格或不间断空格转换为普通空格")
+            text = unicodedata.normalize("NFKC", raw)
+        stripped = text.translate(INVISIBLE)
+        if stripped != text:
+            changes.append("已删除不可见字符（零宽空格等）")
+        text = stripped.strip()
+        if text != stripped and text:
+            changes.append("已去除首尾空格")
+    if col.kind == "id" and text:
+        compact = re.sub(r"\s+", "", text)
+        if compact != text:
+            changes.append("已删除号码中的空格")
+        if compact.startswith("'"):
+            changes.append("已去除开头的单引号")
+            compact = compact.lstrip("'")
+        upper = compact.upper()
+        if upper != compact:
+            changes.append("已将小写字母转换为大写")
+        text = upper
+    return text or None, changes
 
 
 def _text(raw) -> str:
@@ -417,10 +685,12 @@ def _too_many_rows() -> SheetRefused:
 # ---------------------------------------------------------------- annotated error workbook
 
 def annotate(rows: list[Row], issues: list[Issue], columns: list[Column], title: str = "校验结果") -> bytes:
-    """The uploaded rows at their original row numbers, bad cells red with comments, plus a "错误说明" column.
+    """The uploaded rows at their original row numbers, bad cells red with comments, cells accepted after
+    normalising yellow with a comment saying what was changed, plus a "错误说明" column (errors first, then the
+    notices as 提示).
 
     The header stays in row 1 and every value is a text cell, so the file can be corrected and uploaded again.
-    """
+    Linear in rows + issues: one pass groups them by cell and by row."""
     wb = Workbook()
     ws = wb.active
     ws.title = _sheet_title(title)
@@ -429,11 +699,11 @@ def annotate(rows: list[Row], issues: list[Issue], columns: list[Column], title:
     for row in rows:
         for c, col in enumerate(columns, 1):
             _text_cell(ws.cell(row.number, c), row.values.get(col.name))
-    _mark_issues(ws, issues, columns)
+    _mark_issues(ws, issues, columns, [n for row in rows for n in row.notices])
     return _save(wb)
 
 
-def _mark_issues(ws, issues: list[Issue], columns: list[Column]) -> None:
+def _mark_issues(ws, issues: list[Issue], columns: list[Column], notices: list[Issue] = ()) -> None:
     index = {col.name: i for i, col in enumerate(columns, 1)}
     note_col = len(columns) + 1
     head = ws.cell(1, note_col, ERROR_COLUMN)
@@ -446,14 +716,25 @@ def _mark_issues(ws, issues: list[Issue], columns: list[Column]) -> None:
         by_row.setdefault(issue.row, []).append(issue.message)
         if issue.column in index:
             by_cell.setdefault((issue.row, index[issue.column]), []).append(issue.message)
+    noted: dict[tuple[int, int], list[str]] = {}
+    for notice in notices:
+        by_row.setdefault(notice.row, []).append("提示：" + notice.message)
+        if notice.column in index:
+            noted.setdefault((notice.row, index[notice.column]), []).append("提示：" + notice.message)
+    for (r, c), messages in noted.items():
+        if (r, c) not in by_cell:
+            cell = ws.cell(r, c)
+            cell.fill = NOTICE_FILL
+            cell.comment = Comment("\n".join(messages), "校验")
     for (r, c), messages in by_cell.items():
         cell = ws.cell(r, c)
         cell.fill = ERROR_FILL
-        cell.comment = Comment("\n".join(messages), "校验")
+        cell.comment = Comment("\n".join(messages + noted.get((r, c), [])), "校验")
+    error_rows = {i.row for i in issues}
     for r, messages in by_row.items():
         cell = ws.cell(r, note_col)
         _text_cell(cell, "；".join(messages))
-        cell.font = Font(color="C00000")
+        cell.font = Font(color="C00000" if r in error_rows else "7F6000")
 
 
 def _text_cell(cell, value: str | None) -> None:

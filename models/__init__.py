@@ -6,5 +6,5 @@ from models.codes import Code, Setting  # noqa: F401
 from models.user import XuejiUser  # noqa: F401
 from models.audit import AuditEvent  # noqa: F401
 from models.requests import Chain, ChainStep, Evidence, Problem, Request, RequestStep  # noqa: F401
-from models.admissions import Admission, ImportBatch, Quota  # noqa: F401
+from models.admissions import Admission, ImportBatch, Quota, RosterBatch  # noqa: F401
 from models.exports import ExportJob  # noqa: F401

@@ -56,6 +56,33 @@ class ImportBatch(Model):
         return f"#{self.id} {self.filename}"
 
 
+class RosterBatch(Model):
+    """小学毕业生名单: one county's roster of primary-school graduates as uploaded (kept), checked and imported. The
+    same file for the same county is the same batch; importing again updates by 学籍号 (app.rosters)."""
+    __tablename__ = "roster_batch"
+    __scope__ = "county"
+    __table_args__ = (UniqueConstraint("county_code", "sha256", name="uq_roster_file"),)
+    id = Column(Integer, primary_key=True)
+    county_code = Column(String(6), ForeignKey("region.code"), nullable=False, index=True)
+    year = Column(Integer, nullable=False)                 # 毕业年份 = the 初一 entry cohort it feeds
+    filename = Column(String(200), nullable=False)
+    stored_name = Column(String(80), nullable=False)
+    sha256 = Column(String(64), nullable=False)
+    rows = Column(Integer, nullable=False, default=0)
+    valid_rows = Column(Integer, nullable=False, default=0)
+    error_count = Column(Integer, nullable=False, default=0)
+    created = Column(Integer, nullable=False, default=0)   # graduates added by the import
+    updated = Column(Integer, nullable=False, default=0)   # graduates already held, updated by 学籍号
+    state = Column(String(10), nullable=False, default="已校验")   # 已校验 已导入
+    uploaded_by_id = Column(Integer, ForeignKey("ab_user.id"), nullable=True)
+    uploaded_at = Column(DateTime, nullable=False, default=datetime.now)
+    committed_at = Column(DateTime, nullable=True)
+    county = relationship("Region", lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"#{self.id} {self.filename}"
+
+
 class Admission(Model):
     """录取: a student admitted by a school for a year. `current` is 1 while active, NULL once cancelled, so a
     school admits a student at most once a year (UNIQUE student, school, year, current)."""

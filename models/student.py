@@ -23,6 +23,7 @@ class Student(Model):
         # planner choosing between the prefix's rows province-wide and every row of the county)
         Index("ix_student_school_xjh", "school_id", "xjh"),
         Index("ix_student_dup_key", "name", "sex", "birth_date"),
+        Index("ix_student_school_completion", "school_id", "needs_completion"),
     )
     id = Column(Integer, primary_key=True)
     xjh = Column(String(19), unique=True, nullable=False)           # 全国学籍号: G/J/L + 18
@@ -87,6 +88,8 @@ class Student(Model):
     has_problem = Column(Boolean, nullable=False, default=False, server_default=false(), index=True)
     deleted_at = Column(DateTime, nullable=True)
     delete_reason = Column(String(200), nullable=True)
+    # 待补录: ★ fields a roster did not carry (小学毕业生 admitted by 调档); cleared once the registrar completes them
+    needs_completion = Column(Boolean, nullable=False, default=False, server_default=false())
     # 毕业/结业/肄业
     graduated_on = Column(Date, nullable=True)
     cert_no = Column(String(40), nullable=True, index=True)                # 毕业证号 (pattern: a setting)

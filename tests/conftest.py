@@ -99,7 +99,7 @@ def make_app(app):
 
 
 # Business tables in delete order; FAB's permission tables and roles stay (synced once per app).
-WIPE = ["audit_event", "export_job", "admission", "import_batch", "quota", "wf_request_step", "evidence", "problem",
+WIPE = ["audit_event", "export_job", "admission", "import_batch", "roster_batch", "quota", "wf_request_step", "evidence", "problem",
         "wf_request", "guardian", "enrollment",
         "setting", "ab_user_role", "ab_user_group", "ab_api_key", "ab_user", "student", "school_class",
         "school", "region"]
@@ -192,8 +192,9 @@ def as_user(app, world):
 
 
 def student_body(school_id, **over):
-    """A complete, valid student for POST /api/v1/student/ (every ★ field of the national form)."""
-    body = {"xjh": "G11010519491231002X", "name": "测试", "sex": "2", "birth_date": "1949-12-31",
+    """A complete, valid student for POST /api/v1/student/ (every ★ field of the national form). No 学籍号: the
+    system generates it (G + 身份证件号 here, G11010519491231002X)."""
+    body = {"name": "测试", "sex": "2", "birth_date": "1949-12-31",
             "birthplace": "410102001001", "native_place": "河南郑州", "ethnicity": "01", "nationality": "CHN",
             "id_type": "1", "id_number": "11010519491231002X", "gatq": "00", "health": "10",
             "hukou_place": "410102001001", "hukou_type": "2", "entry_ym": "202609", "entry_mode": "1",

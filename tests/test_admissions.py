@@ -357,3 +357,190 @@ def test_assign_classes_cli(app, world, tmp_path):
     assert run([[xjh, name, kname]]).exit_code == 0
     with app.app_context():
         assert db.session.get(Student, sid).class_id == kid
+
+
+# --- every problem of every row, notices, refusals on the page, paging -------------------------------------
+
+def _xlsx(rows, formulas=()):
+    """A workbook like a registrar's: header + rows as text cells; (row, column) in `formulas` are real formulas."""
+    from openpyxl import Workbook
+    wb = Workbook()
+    ws = wb.active
+    for r, values in enumerate([["姓名", "学籍号", "中学阶段"]] + rows, start=1):
+        for c, value in enumerate(values, start=1):
+            cell = ws.cell(r, c, value)
+            if isinstance(value, str) and (r, c) not in formulas:
+                cell.data_type = "s"
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _check(app, school_id, data):
+    from app import admissions, spreadsheets
+    from models import School
+    with app.app_context():
+        rows, issues = spreadsheets.read_table(data, "a.xlsx", admissions.COLUMNS)
+        checked = admissions.check_admissions(db.session, db.session.get(School, school_id), YEAR, rows, issues)
+        db.session.rollback()
+        return checked
+
+
+def _per_row(checked):
+    out = {}
+    for i in checked.issues:
+        out.setdefault(i.row, []).append((i.column, i.code))
+    return out
+
+
+def test_every_problem_of_every_row_is_reported_on_its_column(app, world):
+    from app.identity import with_check_char
+    g = graduates(app, 4)
+    with app.app_context():
+        pupil, pupil2 = db.session.execute(select(Student.name, Student.xjh).where(
+            Student.status == "在校", Student.xjh.like("G%")).order_by(Student.id).limit(2)).all()
+        db.session.add(Admission(student_id=g[3][2], school_id=world.schools["a2"], year=YEAR, stage="高中",
+                                 state="待审核", current=1, created_at=datetime(2026, 11, 1)))
+        db.session.commit()
+    body = g[1][1][1:18]                                       # 17 digits of a real G学籍号
+    wrong_check = "G" + body + ("0" if g[1][1][-1] != "0" else "1")
+    unknown = "G" + with_check_char("41010220110101" + "777")
+    future = "G" + with_check_char("41010220300101" + "123")
+    impossible = "G" + with_check_char("41010220120231" + "123")
+    fullwidth = g[0][1].translate(str.maketrans("0123456789GX", "０１２３４５６７８９ＧＸ"))
+    rows = [
+        [g[0][0], g[0][1], "高中"],          # 2: valid
+        ["李4", g[1][1][1:], None],           # 3: a name with a digit, a bare ID number
+        [g[1][0], wrong_check, "初中"],       # 4: wrong check character AND a stage the school does not admit
+        ["某某", future, None],               # 5: birth date in the future
+        ["某某", impossible, None],           # 6: impossible date
+        ["某某", "A" + g[2][1][1:], None],    # 7: wrong prefix
+        ["某某", unknown, None],              # 8: well-formed, not in the database
+        ["错名字", pupil2.xjh, None],         # 9: name does not match, and not a graduate either
+        ["=1+1", g[2][1], None],              # 10: a real formula as the name
+        [g[0][0], fullwidth, None],           # 11: row 2 again, in full-width characters
+        ["=cmd", 410102201203225150, None],   # 12: a formula-like name (text) and an ID Excel made a number
+        [pupil.name, pupil.xjh, None],        # 13: in school, not a graduate
+        [None, g[1][1], "小学"],              # 14: no name, a stage that is no choice
+        [g[3][0], g[3][1], None],             # 15: already admitted by this school
+    ]
+    checked = _check(app, world.schools["a2"], _xlsx(rows, formulas={(10, 1)}))
+    assert _per_row(checked) == {
+        3: [("姓名", "bad_name"), ("学籍号", "id_number_as_xjh")],
+        4: [("学籍号", "xjh_bad_check"), ("中学阶段", "bad_stage")],
+        5: [("学籍号", "xjh_future_date")],
+        6: [("学籍号", "xjh_bad_date")],
+        7: [("学籍号", "xjh_bad_prefix")],
+        8: [("学籍号", "unknown_xjh")],
+        9: [("姓名", "name_mismatch"), ("学籍号", "not_graduate")],
+        10: [("姓名", "formula")],
+        11: [("学籍号", "duplicate_row")],
+        12: [("姓名", "bad_name"), ("学籍号", "id_as_number")],
+        13: [("学籍号", "not_graduate")],
+        14: [("姓名", "required"), ("中学阶段", "bad_choice")],
+        15: [("学籍号", "already_admitted")],
+    }
+    assert checked.valid == [2] and checked.matches == {2: g[0][2]}
+    assert checked.bad_rows == set(range(3, 16))
+    messages = {(i.row, i.column): i.message for i in checked.issues}
+    assert messages[(11, "学籍号")] == f"第11行“学籍号”：与第2行重复（{g[0][1]}）"
+    assert "这是身份证件号，不是学籍号" in messages[(3, "学籍号")]
+    assert "校验位错误" in messages[(4, "学籍号")] and "晚于今天" in messages[(5, "学籍号")]
+    assert messages[(9, "学籍号")] == "第9行“学籍号”：该生不是初中毕业生，不能录取为高中新生"     # no name revealed
+    assert [(n.row, n.column, n.code, n.level) for n in checked.notices] == [(11, "学籍号", "normalised", "notice")]
+    assert "已将全角字符转换为半角" in checked.notices[0].message
+
+
+def test_a_bare_id_number_is_refused_as_xjh_before_any_lookup(app, world):
+    from sqlalchemy import event
+    with app.app_context():
+        name, number = db.session.execute(select(Student.name, Student.id_number).where(
+            Student.status == "毕业", Student.id_number.is_not(None)).order_by(Student.id)).first()
+        statements = []
+        listen = lambda conn, cursor, statement, *a: statements.append(statement)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        checked = _check(app, world.schools["a2"], _xlsx([[name, number, None]]))
+    finally:
+        with app.app_context():
+            event.remove(db.engine, "before_cursor_execute", listen)
+    assert _per_row(checked) == {2: [("学籍号", "id_number_as_xjh")]} and checked.valid == []
+    assert not any("id_number" in s for s in statements)          # never looked up by ID number
+
+
+def test_notices_in_the_preview_the_annotated_workbook_and_the_cli(app, world, as_user, tmp_path):
+    g = graduates(app, 2)
+    wide = g[0][1].translate(str.maketrans("0123456789GX", "０１２３４５６７８９ＧＸ"))
+    rows = [["\u00a0" + g[0][0] + " ", "\u200b" + wide, None], [g[1][0], g[1][1], None]]
+    c = as_user("school_a2_clerk")
+    bid = upload(c, world.schools["a2"], _xlsx(rows))
+    page = c.get(f"/admissionimport/batch/{bid}").get_data(as_text=True)
+    assert "有效 <b class=\"text-success\">2</b>" in page
+    assert "提示：第2行“学籍号”：已将全角字符转换为半角，已删除不可见字符（零宽空格等）" in page
+    assert "提示：第2行“姓名”：已将全角空格或不间断空格转换为普通空格，已去除首尾空格" in page
+    assert page.count('class="normalised"') == 2
+    ws = load_workbook(io.BytesIO(c.get(f"/admissionimport/batch/{bid}/annotated").data)).worksheets[0]
+    assert "已将全角字符转换为半角" in ws.cell(2, 2).comment.text and ws.cell(2, 2).value == g[0][1]
+    assert ws.cell(2, 4).value.startswith("提示：") and ws.cell(3, 2).comment is None
+    path = tmp_path / "wide.xlsx"
+    path.write_bytes(_xlsx(rows))
+    result = app.test_cli_runner().invoke(args=["xueji", "import-admissions", str(path), "--school", "4101020002",
+                                                "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output                   # notices never make the exit status 1
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [(o["row"], o["column"], o["code"], o["level"]) for o in lines] == [
+        (2, "姓名", "normalised", "notice"), (2, "学籍号", "normalised", "notice")]
+
+
+def test_a_refused_upload_says_why_on_the_upload_page(app, world, as_user):
+    c = as_user("school_a2_clerk")
+    xhr = {"X-Requested-With": "XMLHttpRequest"}
+    school = str(world.schools["a2"])
+
+    def post(files, headers=xhr):
+        return c.post("/admissionimport/upload", data={"school_id": school, **files}, headers=headers,
+                      content_type="multipart/form-data")
+    cases = [({}, "no_file", "请选择要上传的文件"),
+             ({"file": (io.BytesIO(b"#!/bin/sh\necho hi\n"), "名单.xlsx")}, "bad_file_type", "内容不是Excel"),
+             ({"file": (io.BytesIO(b"%PDF-1.4"), "名单.pdf")}, "bad_file_type", "无法识别的文件类型"),
+             ({"file": (io.BytesIO(workbook(c, [], "/placement/template")), "名单.xlsx")}, "bad_header",
+              "表头与模板不符"),
+             ({"file": (io.BytesIO(b"PK\x03\x04" + b"\0" * (10 * 1024 * 1024)), "名单.xlsx")}, "file_too_large",
+              "文件过大")]
+    for files, code, text in cases:
+        resp = post(files)                                  # what the page's XHR receives
+        assert resp.status_code == 422 and resp.get_json()["code"] == code, (code, resp.status_code)
+        assert text in resp.get_json()["message"]
+    # without JavaScript the form post lands on the upload page with the message
+    page = c.post("/admissionimport/upload", data={"school_id": school, "file": (io.BytesIO(b"x"), "a.doc")},
+                  content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+    assert "无法识别的文件类型" in page and "upload-error" in page
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ImportBatch)) == 0
+    # an accepted file answers the XHR with where to go
+    g = graduates(app, 1)
+    resp = post({"file": (io.BytesIO(_xlsx([[g[0][0], g[0][1], None]])), "名单.xlsx")})
+    assert resp.status_code == 200 and "/admissionimport/batch/" in resp.get_json()["redirect"]
+
+
+def test_the_preview_pages_its_rows_and_keeps_its_check(app, world, as_user, monkeypatch):
+    from app import admissions
+    from app.identity import with_check_char
+    rows = [[f"某某", "G" + with_check_char(f"410102201001{i % 28 + 1:02d}{i:03d}"), None] for i in range(450)]
+    c = as_user("school_a2_clerk")
+    bid = upload(c, world.schools["a2"], _xlsx(rows))
+
+    def no_second_check(*a, **k):
+        raise AssertionError("the preview must not check the file again")
+    monkeypatch.setattr(admissions, "check_admissions", no_second_check)
+    first = c.get(f"/admissionimport/batch/{bid}").get_data(as_text=True)
+    assert "第2行“学籍号”" in first and "第201行“学籍号”" in first and "第202行“学籍号”" not in first
+    assert "第 1/3 页，每页 200 行，共 450 行" in first
+    assert f"/admissionimport/batch/{bid}?page=3&amp;show=all" in first
+    last = c.get(f"/admissionimport/batch/{bid}?page=3").get_data(as_text=True)
+    assert "第402行“学籍号”" in last and "第451行“学籍号”" in last and "第401行“学籍号”" not in last
+    assert "有问题 <b class=\"text-danger\">450</b>" in last
+    beyond = c.get(f"/admissionimport/batch/{bid}?page=99").get_data(as_text=True)
+    assert "第 3/3 页" in beyond
+    ws = load_workbook(io.BytesIO(c.get(f"/admissionimport/batch/{bid}/annotated").data)).worksheets[0]
+    assert ws.cell(451, 2).comment is not None

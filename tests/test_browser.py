@@ -182,8 +182,10 @@ def test_admission_import_with_errors_then_fixed(live_app, journey, tmp_path):
         wb.save(path)
         return path
 
+    from app.identity import with_check_char
     good = [[g.name, g.xjh, "高中"] for g in grads[:3]]
-    mistyped = grads[3].xjh[:-4] + str((int(grads[3].xjh[-4:-1]) + 1) % 1000).zfill(3) + grads[3].xjh[-1]
+    # a well-formed 学籍号 (its check character recomputed) that belongs to nobody
+    mistyped = "G" + with_check_char(grads[3].xjh[1:-4] + str((int(grads[3].xjh[-4:-1]) + 1) % 1000).zfill(3))
     first = fill(good + [[grads[3].name, mistyped],                       # row 5: a 学籍号 that does not exist
                          [grads[4].name, int(grads[4].id_number[:17])],   # row 6: ID number turned into a number
                          ["王错名", grads[5].xjh]], "录取名单.xlsx")        # row 7: name does not match
@@ -194,6 +196,17 @@ def test_admission_import_with_errors_then_fixed(live_app, journey, tmp_path):
         page.get_by_role("button", name=re.compile("上传并校验")).click()
         page.wait_for_url(re.compile(r"/admissionimport/batch/\d+"))
         return int(page.url.rstrip("/").rsplit("/", 1)[-1])
+
+    # a refused file: the message shows on the upload page, under the form (the XHR upload used to swallow it)
+    menu(page, "招生入学", "招生录取（模板导入）")
+    junk = tmp_path / "录取名单（网页另存）.xlsx"
+    junk.write_bytes(b"<html><body><table><tr><td>\xe5\xa7\x93\xe5\x90\x8d</td></tr></table></body></html>")
+    page.locator("#upload-form input[type=file]").set_input_files(junk)
+    page.get_by_role("button", name=re.compile("上传并校验")).click()
+    expect(page.locator("#upload-error")).to_be_visible()
+    expect(page.locator("#upload-error")).to_contain_text("文件扩展名是.xlsx，但内容不是Excel/WPS/LibreOffice表格")
+    expect(page).to_have_url(re.compile(r"/admissionimport/$"))
+    assert query(live_app, select(func.count()).select_from(ImportBatch))[0][0] == 0
 
     bad_batch = upload(first)
     body = page.locator("body")

@@ -12,7 +12,8 @@ import zipfile
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from app.spreadsheets import MAX_ROWS, Column, Issue, Row, SheetRefused, annotate, build_template, read_table
+from app.spreadsheets import (MAX_ROWS, Column, Issue, Row, SheetRefused, annotate, build_template, name_problem,
+                              read_table)
 
 ADMISSION = [
     Column("姓名"),
@@ -116,6 +117,15 @@ def test_filled_template_round_trip_normalises(tmp_path):
         Row(3, {"姓名": "李四", "学籍号": "G41010220120322515X", "中学阶段": "高中"}),
         Row(5, {"姓名": "王 五", "学籍号": "G41010220120322515X", "中学阶段": None}),
     ]
+    # accepted, but the registrar is told what was changed (notices, not errors)
+    assert rows[0].notices == []
+    assert [(n.row, n.column, n.code, n.level) for n in rows[1].notices] == [
+        (3, "姓名", "normalised", "notice"), (3, "学籍号", "normalised", "notice")]
+    assert "已将全角空格或不间断空格转换为普通空格" in rows[1].notices[0].message
+    assert "已将全角字符转换为半角" in rows[1].notices[1].message
+    assert "已将小写字母转换为大写" in rows[1].notices[1].message
+    assert rows[1].notices[1].message.endswith("按“G41010220120322515X”读取")
+    assert "已删除号码中的空格" in rows[2].notices[0].message and "已去除首尾空格" in rows[2].notices[0].message
 
 
 def test_numbers_and_dates_in_text_columns():
@@ -342,7 +352,121 @@ def test_annotated_file_can_be_uploaded_again():
     assert read_table(data, "录取名单-错误.xlsx", ADMISSION) == (rows, [])
 
 
-# ---------------------------------------------------------------- 8. size
+# ---------------------------------------------------------------- 8. formulas, names, notices
+
+NAMED = [Column("姓名", kind="name"), Column("学籍号", kind="id", width=24),
+         Column("中学阶段", required=False, kind="choice", choices=("初中", "高中"))]
+
+
+def with_formulas(rows, cached=None) -> bytes:
+    """openpyxl writes a value starting with "=" as a real formula (no cached value); `cached` {formula: value}
+    then adds the cached value Excel or LibreOffice would have stored, and "SHARED" becomes a shared formula."""
+    wb = Workbook()
+    ws = wb.active
+    for row in rows:
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    if not cached:
+        return buf.getvalue()
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                for formula, value in cached.items():
+                    data = data.replace(f"<f>{formula}</f><v />".encode(), value.encode())
+            zf.writestr(info, data)
+    return out.getvalue()
+
+
+def test_formula_cells_are_reported_never_read_as_their_value_or_as_empty():
+    data = with_formulas([
+        HEADER,
+        ["张三", XJH, "初中"],
+        ["=1+1", '=A2&""', "高中"],                          # typed formulas, no cached value: not "required"
+        ["李四", "=B2", None],                               # cached value (Excel/LibreOffice keep one)
+        ["王五", "=B3", None],                               # shared formula, no text of its own
+        ["=A2", None, None],                                 # a row of nothing but a formula is not empty
+    ], cached={"B2": f'<f>B2</f><v>{XJH}</v>', "B3": '<f t="shared" ref="B5:B5" si="0"/><v>G1</v>'})
+    rows, issues = read_table(data, "a.xlsx", NAMED)
+    assert codes(issues) == [(3, "姓名", "formula"), (3, "学籍号", "formula"), (4, "学籍号", "formula"),
+                             (5, "学籍号", "formula"), (6, "姓名", "formula"), (6, "学籍号", "required")]
+    assert issues[0].message == ("第3行“姓名”：单元格是公式（=1+1），系统不计算公式，也不读取公式的结果；"
+                                 "请直接填写内容（可复制后“选择性粘贴→仅粘贴数值”）")
+    assert rows[1].values == {"姓名": "=1+1", "学籍号": '=A2&""', "中学阶段": "高中"}
+    assert rows[2].values["学籍号"] == "=B2"                  # the cached ID is never taken
+    assert "共享公式" in issues[3].message
+    assert [r.number for r in rows] == [2, 3, 4, 5, 6]
+
+
+def test_formula_in_an_ods_file_is_reported():
+    body = ('<table:table-row><table:table-cell office:value-type="string"><text:p>姓名</text:p></table:table-cell>'
+            '<table:table-cell office:value-type="string"><text:p>学籍号</text:p></table:table-cell></table:table-row>'
+            '<table:table-row table:number-rows-repeated="2"><table:table-cell office:value-type="string"><text:p>张三'
+            '</text:p></table:table-cell><table:table-cell office:value-type="string"><text:p>' + XJH +
+            '</text:p></table:table-cell></table:table-row><table:table-row><table:table-cell '
+            'office:value-type="string"><text:p>李四</text:p></table:table-cell><table:table-cell '
+            'table:formula="of:=[.B2]" office:value-type="string" office:string-value="' + XJH + '"><text:p>' + XJH +
+            '</text:p></table:table-cell></table:table-row>')
+    content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+               'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+               'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+               'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body>'
+               '<office:spreadsheet><table:table table:name="录取名单">' + body +
+               '</table:table></office:spreadsheet></office:body></office:document-content>')
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        zf.writestr("META-INF/manifest.xml", '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:'
+                    'xmlns:manifest:1.0"><manifest:file-entry manifest:full-path="content.xml" '
+                    'manifest:media-type="text/xml"/></manifest:manifest>')
+        zf.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+    rows, issues = read_table(buf.getvalue(), "a.ods", NAMED)
+    assert [r.values["学籍号"] for r in rows] == [XJH, XJH, "=[.B2]"]          # repeated rows counted
+    assert codes(issues) == [(4, "学籍号", "formula")]
+
+
+@pytest.mark.parametrize("name", ["=1+1", "+86", "-a", "@x", "<script>", "张3", "张三1", "李\t四", "王<b>", "·艾力",
+                                  "艾力·", "买买提··艾力", "张_三", "SUM(A1)"])
+def test_names_no_name_has_are_refused(name):
+    data = xlsx_bytes([HEADER, [name, XJH, None]])
+    rows, issues = read_table(data, "a.xlsx", NAMED)
+    assert codes(issues) == [(2, "姓名", "bad_name")], name
+    assert issues[0].message.startswith(f"第2行“姓名”：“{name}”")
+    assert name_problem(name)
+
+
+def test_names_people_have_are_accepted():
+    names = ["张三", "欧阳娜娜", "买买提·艾力", "阿依古丽・买买提", "John Smith", "O'Neil", "Jean-Pierre", "José Álvarez",
+             "𠀾明"]
+    data = xlsx_bytes([HEADER] + [[n, XJH, None] for n in names])
+    rows, issues = read_table(data, "a.xlsx", NAMED)
+    assert issues == [] and [r.values["姓名"] for r in rows] == names
+    assert "数字" in name_problem("张3") and "公式" in name_problem("=1+1") and "“<”" in name_problem("<a>")
+
+
+def test_normalised_cells_are_notices_in_the_annotated_workbook():
+    data = xlsx_bytes([HEADER, ["张三", XJH, None], ["\u00a0李四 ", "\u200bＧ４１０１０２２０１２０３２２５１５０", " 高中"]])
+    rows, issues = read_table(data, "a.xlsx", NAMED)
+    assert issues == [] and rows[1].values == {"姓名": "李四", "学籍号": XJH, "中学阶段": "高中"}
+    notes = {n.column: n.message for n in rows[1].notices}
+    assert notes == {
+        "姓名": "第3行“姓名”：已将全角空格或不间断空格转换为普通空格，已去除首尾空格，按“李四”读取",
+        "学籍号": "第3行“学籍号”：已将全角字符转换为半角，已删除不可见字符（零宽空格等），按“" + XJH + "”读取",
+        "中学阶段": "第3行“中学阶段”：已去除首尾空格，按“高中”读取"}
+    wb = load_workbook(io.BytesIO(annotate(rows, [Issue(2, "姓名", "name_mismatch", "第2行“姓名”：不符")], NAMED)))
+    ws = wb.worksheets[0]
+    assert ws["B3"].fill.fgColor.rgb.endswith("FFF2CC") and "已将全角字符转换为半角" in ws["B3"].comment.text
+    assert ws["B3"].value == XJH and ws["B2"].comment is None
+    assert ws["A2"].fill.fgColor.rgb.endswith("FFC7CE")                     # errors stay red
+    assert ws["D3"].value.startswith("提示：第3行“姓名”") and "已将全角字符转换为半角" in ws["D3"].value
+    assert ws["D2"].value == "第2行“姓名”：不符"
+    assert read_table(annotate(rows, [], NAMED), "again.xlsx", NAMED)[0] == rows      # uploads again as read
+
+
+# ---------------------------------------------------------------- 9. size
 
 def test_twenty_thousand_rows():
     wb = Workbook(write_only=True)

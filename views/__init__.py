@@ -4,6 +4,8 @@ from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
 from views.exports import ExportJobApi, ExportJobView
 from views.graduation import GraduationView
+from views.identity import IdentityApi
+from views.primary import IncompleteView, PrimaryGraduateView, PrimaryRosterView
 from views.queries import CurrentStudentQuery, GraduateQuery, HistoryQuery, StatusChangeQuery
 from views.statistics import StatisticsView
 from views.admissions import (AdmissionApi, AdmissionImportView, AdmissionView, ImportBatchApi, PlacementView,
@@ -26,6 +28,9 @@ def register_views(appbuilder) -> None:
     add(AdmissionView, "Admissions", label=_l("录取名单"), icon="fa-list", category="Admission")
     add(QuotaView, "Quotas", label=_l("招生计划数"), icon="fa-calculator", category="Admission")
     add(PlacementView, "Placement", label=_l("分班"), icon="fa-th", category="Admission")
+    add(IncompleteView, "Incomplete", label=_l("待补录学生"), icon="fa-pencil-square-o", category="Admission")
+    add(PrimaryRosterView, "PrimaryRoster", label=_l("小学毕业生名单导入"), icon="fa-upload", category="Admission")
+    add(PrimaryGraduateView, "PrimaryGraduates", label=_l("小学毕业生"), icon="fa-child", category="Admission")
     add(TransferView, "Transfer", label=_l("转学申请（转入）"), icon="fa-exchange", category="Registry")
     add(GraduationView, "Graduation", label=_l("毕业升级"), icon="fa-graduation-cap", category="Registry")
     appbuilder.add_link("Exchange", href="/request/exchange", label=_l("跨省转学数据包"), icon="fa-plane",
@@ -52,3 +57,4 @@ def register_views(appbuilder) -> None:
     for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,
                 EvidenceApi, ProblemApi, QuotaApi, AdmissionApi, ImportBatchApi, AccountApi, ExportJobApi):
         appbuilder.add_api(api)
+    appbuilder.add_api(IdentityApi)

@@ -59,11 +59,18 @@ class HomeView(IndexView):
     @expose("/")
     def index(self):
         user = g.user
-        counts, problem_count, waiting, returned, conflicts = [], 0, [], [], []
+        counts, problem_count, waiting, returned, conflicts, incomplete = [], 0, [], [], [], 0
         if user is not None and user.is_authenticated:
-            q = apply_scope(select(Student.status, func.count()).where(Student.deleted_at.is_(None))
-                            .group_by(Student.status), Student)
-            counts = db.session.execute(q).all()
+            # 小学毕业生 (the county's roster) are no students of a 中学 here: counted apart, never as 毕业
+            q = apply_scope(select(Student.stage == "小学", Student.status, Student.needs_completion, func.count())
+                            .where(Student.deleted_at.is_(None))
+                            .group_by(Student.stage == "小学", Student.status, Student.needs_completion), Student)
+            tally: dict[str, int] = {}
+            for primary, status, pending, n in db.session.execute(q).all():
+                key = "小学毕业生" if primary else status
+                tally[key] = tally.get(key, 0) + n
+                incomplete += n if pending and not primary else 0
+            counts = sorted(tally.items(), key=lambda kv: (kv[0] == "小学毕业生", kv[0] != "在校", kv[0]))
             problem_count = problems.queue_count(db.session, current_scope())
             waiting = workflow.waiting_for(db.session, user)
             returned = workflow.returned_to(db.session, user)
@@ -72,7 +79,7 @@ class HomeView(IndexView):
         waiting.sort(key=lambda r: (not (r.step_due_on and r.step_due_on < today), r.step_due_on or today, r.id))
         return self.render_template(self.index_template, appbuilder=self.appbuilder, counts=counts,
                                     scope=current_scope(), problem_count=problem_count, waiting=waiting,
-                                    returned=returned, conflicts=conflicts, today=today)
+                                    returned=returned, conflicts=conflicts, today=today, incomplete=incomplete)
 
 
 def _admission_news(user):

@@ -2,7 +2,7 @@
 workbook, admissions with 统一招生 confirmation and 重复招生 arbitration, and 分班 by template or selection."""
 import io
 
-from flask import abort, flash, g, redirect, request, send_file, url_for
+from flask import abort, flash, g, jsonify, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.actions import action
 from flask_appbuilder.security.decorators import has_access
@@ -29,6 +29,33 @@ def _schools():
 def _school(school_id) -> School:
     school = next((s for s in _schools() if s.id == int(school_id or 0)), None)
     return school or abort(404)
+
+
+def _county_of_scope() -> str | None:
+    """The county whose school year the page shows: the school's, the bureau's own, or none (installation)."""
+    scope = current_scope()
+    if scope.kind == "school":
+        return db.session.execute(select(School.county_code).where(School.id == scope.school_id)).scalar()
+    return scope.region_code if scope.kind == "region" and scope.region_level == "county" else None
+
+
+PAGE_ROWS = 200                 # rows per page of the check preview
+
+
+def _wants_json() -> bool:
+    """The upload page's XHR (it sets X-Requested-With) wants {code, message} or {redirect}, not a redirect."""
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
+def _page_links(page: int, pages: int) -> list[int | None]:
+    """Page numbers to link: the first, the last and two either side of the current one (None = a gap)."""
+    wanted = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
+    out: list[int | None] = []
+    for before, n in zip([None] + wanted, wanted):
+        if before is not None and n - before > 1:
+            out.append(None)
+        out.append(n)
+    return out
 
 
 def _xlsx(data: bytes, name: str):
@@ -97,7 +124,8 @@ class AdmissionImportView(BaseView):
         batches = db.session.scalars(apply_scope(select(ImportBatch).where(ImportBatch.kind == "admission"),
                                                  ImportBatch).order_by(ImportBatch.id.desc()).limit(50)).all()
         return self.render_template("xueji/admission_import.html", schools=_schools(), batches=batches,
-                                    year=admissions.admission_year(), title=_l("招生录取（模板导入）"))
+                                    max_bytes=spreadsheets.MAX_BYTES,
+                                    year=admissions.admission_year(db.session, _county_of_scope()), title=_l("招生录取（模板导入）"))
 
     @expose("/template")
     @has_access
@@ -108,28 +136,50 @@ class AdmissionImportView(BaseView):
     @expose("/upload", methods=["POST"])
     @has_access
     def upload(self):
+        """Read and check the file once, keep it and its check, then show the batch. A refused file answers the
+        page's XHR upload with 422 {code, message} (the page shows the message where the user looks); a plain
+        form post gets the message flashed on the upload page."""
         school = _school(request.form.get("school_id"))
         f = request.files.get("file")
         if f is None or not f.filename:
-            flash("请选择要上传的文件", "danger")
-            return redirect(url_for("AdmissionImportView.index"))
+            return self._refused("请选择要上传的文件", "no_file")
         method = "统一招生" if current_scope().kind == "region" else "自主招生"
         try:
             data = f.read(spreadsheets.MAX_BYTES + 1)
-            spreadsheets.read_table(data, f.filename, admissions.COLUMNS)     # refuse bad files before keeping
-            batch = admissions.receive(db.session, data, f.filename, school, admissions.admission_year(), g.user,
+            table = spreadsheets.read_table(data, f.filename, admissions.COLUMNS)   # refuse bad files before keeping
+            batch = admissions.receive(db.session, data, f.filename, school,
+                                       admissions.admission_year(db.session, school.county_code), g.user,
                                        method=method)
-            admissions.check_batch(db.session, batch)
+            checked = admissions.check_batch(db.session, batch, table)
             db.session.commit()
+            if batch.state == "已校验":
+                admissions.save_check(batch, checked)
         except RuleError as exc:
             db.session.rollback()
-            flash(exc.message, "danger")
-            return redirect(url_for("AdmissionImportView.index"))
-        return redirect(url_for("AdmissionImportView.batch", pk=batch.id))
+            return self._refused(exc.message, exc.code)
+        url = url_for("AdmissionImportView.batch", pk=batch.id)
+        if _wants_json():
+            return jsonify({"redirect": url})
+        return redirect(url)
+
+    def _refused(self, message: str, code: str):
+        if _wants_json():
+            return jsonify({"code": code, "message": message}), 422
+        flash(message, "danger")
+        return redirect(url_for("AdmissionImportView.index"))
 
     def _batch(self, pk) -> ImportBatch:
         batch = db.session.scalars(apply_scope(select(ImportBatch).where(ImportBatch.id == pk), ImportBatch)).first()
         return batch or abort(404)
+
+    def _checked(self, batch: ImportBatch, fresh: bool = False) -> admissions.Checked:
+        """The batch's kept check (written at upload); checked again only when asked or when none is kept."""
+        checked = None if fresh else admissions.saved_check(batch)
+        if checked is None:
+            checked = admissions.check_batch(db.session, batch)
+            db.session.commit()
+            admissions.save_check(batch, checked)
+        return checked
 
     @expose("/batch/<int:pk>")
     @has_access
@@ -138,20 +188,38 @@ class AdmissionImportView(BaseView):
         if batch.state != "已校验":
             return self.render_template("xueji/admission_batch_done.html", batch=batch,
                                         rows=admissions.committed_rows(db.session, batch), title=_l("提交结果"))
-        checked = admissions.check_batch(db.session, batch)
-        db.session.commit()
-        by_row = {}
-        for issue in checked.issues:
-            by_row.setdefault(issue.row, []).append(issue)
-        return self.render_template("xueji/admission_batch.html", batch=batch, checked=checked, by_row=by_row,
-                                    rows=checked.rows[:1000], title=_l("校验结果"))
+        checked = self._checked(batch, fresh=request.args.get("recheck") == "1")
+        by_row = checked.by_row()
+        only = request.args.get("show") == "problems"
+        shown = [r for r in checked.rows if r.number in by_row] if only else checked.rows
+        pages = max(1, -(-len(shown) // PAGE_ROWS))
+        page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+        lines = []
+        for row in shown[(page - 1) * PAGE_ROWS:page * PAGE_ROWS]:
+            found = by_row.get(row.number, [])
+            errors = [i for i in found if i.level == "error"]
+            lines.append({
+                "number": row.number,
+                "state": "danger" if any(i.code != "conflict" for i in errors) else ("warning" if errors else ""),
+                "cells": [(row.values.get(c.name) or "",
+                           "error" if any(i.column == c.name for i in errors) else
+                           ("notice" if any(i.column == c.name for i in found) else ""))
+                          for c in admissions.COLUMNS],
+                "errors": errors, "notices": [i for i in found if i.level != "error"]})
+        return self.render_template("xueji/admission_batch.html", batch=batch, checked=checked, lines=lines,
+                                    columns=[c.name for c in admissions.COLUMNS], page=page, pages=pages,
+                                    page_links=_page_links(page, pages), show="problems" if only else "all",
+                                    shown=len(shown), page_rows=PAGE_ROWS, title=_l("校验结果"))
 
     @expose("/batch/<int:pk>/annotated")
     @has_access
     def annotated(self, pk):
         batch = self._batch(pk)
-        checked = admissions.check_batch(db.session, batch)
-        db.session.rollback()
+        if batch.state == "已校验":
+            checked = self._checked(batch)
+        else:                                   # committed: the file as it was checked at commit time
+            checked = admissions.check_batch(db.session, batch)
+            db.session.rollback()
         data = spreadsheets.annotate(checked.rows, checked.issues, admissions.COLUMNS)
         return _xlsx(data, f"校验结果_{batch.filename.rsplit('.', 1)[0]}.xlsx")
 
