@@ -45,6 +45,7 @@ ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 XLSX_MAIN_PART = re.compile(
     rb"application/vnd\.(openxmlformats-officedocument\.spreadsheetml\.(sheet|template)\.main\+xml"
     rb"|ms-excel\.(sheet|template)\.macroEnabled\.main\+xml)")
+INNER_SEPARATOR = re.compile(r"[\s\-_\u2010-\u2015\u2212]")   # inside a number (the ends are already stripped)
 SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d*)?E[+-]?\d+$")
 DECIMAL = re.compile(r"^\d+\.\d+$")     # "410102201203225000.0": a number written back as text
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
@@ -556,6 +557,10 @@ def _cell(raw, col: Column, number: int) -> tuple[str | None, Issue | None, Issu
         if col.required:
             return None, Issue(number, col.name, "required", f"第{number}行“{col.name}”：必填，不能为空"), None
         return None, None, None
+    if col.kind == "id" and INNER_SEPARATOR.search(value):
+        message = (f"第{number}行“{col.name}”：号码“{value}”中间有空格、横线或下划线；号码应连续填写，"
+                   "系统不会自动删除，请核对后重新填写")
+        return value, Issue(number, col.name, "inner_separator", message), notice
     if col.kind == "id" and (SCIENTIFIC.match(value) or DECIMAL.match(value)):
         message = (f"第{number}行“{col.name}”：号码显示为数字形式（{value}），说明已被Excel/WPS转换成数字并丢失位数；"
                    "请将该列设为文本格式后重新填写，系统不会自动修复")
@@ -627,9 +632,7 @@ def _normalise(raw, col: Column) -> tuple[str | None, list[str]]:
         if text != stripped and text:
             changes.append("已去除首尾空格")
     if col.kind == "id" and text:
-        compact = re.sub(r"\s+", "", text)
-        if compact != text:
-            changes.append("已删除号码中的空格")
+        compact = text                                    # separators inside a number are refused in _cell
         if compact.startswith("'"):
             changes.append("已去除开头的单引号")
             compact = compact.lstrip("'")
