@@ -8,13 +8,11 @@ a county review request → on approval, 调档 moves every admitted record with
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
 
-from flask import current_app
 from sqlalchemy import func, insert, select, update
 
-from app import clock, identity, rosters, spreadsheets, workflow
+from app import clock, identity, rosters, spreadsheets, uploads, workflow
 from app.errors import RuleError
 from app.scoping import system_write
 from app.spreadsheets import Column, Issue, Row
@@ -234,12 +232,6 @@ def _against_quota(session, school, year, result: Checked) -> None:
 
 # --- upload, commit ---------------------------------------------------------------------------------------
 
-def _folder() -> str:
-    path = os.path.join(current_app.config["UPLOAD_FOLDER"], "imports")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def receive(session, data: bytes, filename: str, school: School, year: int, actor, kind="admission",
             method="自主招生") -> ImportBatch:
     """Keep the uploaded file once: the same file for the same school and kind is the same batch."""
@@ -248,9 +240,7 @@ def receive(session, data: bytes, filename: str, school: School, year: int, acto
                                                       ImportBatch.kind == kind, ImportBatch.sha256 == digest)).first()
     if batch is not None:
         return batch
-    stored = f"{uuid.uuid4().hex}{os.path.splitext(filename)[1][:6]}"
-    with open(os.path.join(_folder(), stored), "wb") as f:
-        f.write(data)
+    stored = uploads.keep(data, filename)
     batch = ImportBatch(school_id=school.id, kind=kind, method=method, year=year, stage="", filename=filename[:200],
                         stored_name=stored, sha256=digest, uploaded_by_id=getattr(actor, "id", None),
                         uploaded_at=clock.now())
@@ -260,8 +250,7 @@ def receive(session, data: bytes, filename: str, school: School, year: int, acto
 
 
 def load(batch: ImportBatch) -> bytes:
-    with open(os.path.join(_folder(), batch.stored_name), "rb") as f:
-        return f.read()
+    return uploads.read(batch.stored_name)
 
 
 def check_batch(session, batch: ImportBatch, table=None) -> Checked:
@@ -276,7 +265,7 @@ def check_batch(session, batch: ImportBatch, table=None) -> Checked:
 
 
 def _check_path(batch: ImportBatch) -> str:
-    return os.path.join(_folder(), f"{batch.stored_name}.check.json")
+    return uploads.path_of(batch.stored_name, ".check.json")
 
 
 def save_check(batch: ImportBatch, checked: Checked) -> None:

@@ -61,6 +61,7 @@ NOTE_UPPER = "已将小写字母转换为大写"
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 # separators people paste into numbers (after NFKC: full-width forms are already ASCII)
 SEPARATORS = set("-_.,/\\·|:;'\"‐‑‒–—―−、，。・") | {"\u30fb"}
+SEPARATOR_RE = re.compile("[\\s" + re.escape("".join(sorted(SEPARATORS))) + "]")
 ID_RE = re.compile(r"^\d{17}[\dX]$")
 XJH_RE = re.compile(r"^[GJL]\d{17}[\dX]$")
 # 港澳台居民居住证 address codes (DOMAIN §1.2): 830000 is not in python-stdnum's table
@@ -129,6 +130,8 @@ def normalise(value) -> str:
 
 
 def _inner_separator(text: str, label: str) -> str | None:
+    if not SEPARATOR_RE.search(text):          # the common case, without a Python loop per character
+        return None
     for i, ch in enumerate(text, 1):
         if ch.isspace() or ch in SEPARATORS:
             what = "空格" if ch.isspace() else f"“{ch}”"

@@ -10,16 +10,13 @@ The path is the admission one: upload → `check_roster` (set-wise: one query pe
 issues and the annotated workbook → `import_roster` (the valid rows, in bulk; a re-import updates by 学籍号).
 """
 import hashlib
-import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
-from flask import current_app
 from sqlalchemy import bindparam, insert, select
 
-from app import clock, schoolyear, spreadsheets
+from app import clock, schoolyear, spreadsheets, uploads
 from app.errors import RuleError
 from app.identity import check_id_number, check_xjh
 from app.rules import is_new, original, rule
@@ -197,12 +194,6 @@ def _held(session, keys, column) -> dict:
 
 # --- the file and its batch ------------------------------------------------------------------------------------
 
-def _folder() -> str:
-    path = os.path.join(current_app.config["UPLOAD_FOLDER"], "imports")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def county_of(session, code: str) -> Region:
     region = session.scalars(select(Region).where(Region.code == (code or ""))).first()
     if region is None or region.level != "county":
@@ -219,10 +210,8 @@ def receive(session, actor, data: bytes, filename: str, county_code: str, year: 
     batch = session.scalars(select(RosterBatch).where(RosterBatch.county_code == county_code,
                                                       RosterBatch.sha256 == digest)).first()
     if batch is None:
-        stored = f"{uuid.uuid4().hex}{os.path.splitext(filename)[1][:6]}"
-        with open(os.path.join(_folder(), stored), "wb") as f:
-            f.write(data)
-        batch = RosterBatch(county_code=county_code, year=year, filename=filename[:200], stored_name=stored,
+        batch = RosterBatch(county_code=county_code, year=year, filename=filename[:200],
+                            stored_name=uploads.keep(data, filename),
                             sha256=digest, uploaded_by_id=getattr(actor, "id", None), uploaded_at=clock.now())
         session.add(batch)
         session.flush()
@@ -231,8 +220,7 @@ def receive(session, actor, data: bytes, filename: str, county_code: str, year: 
 
 
 def load(batch: RosterBatch) -> bytes:
-    with open(os.path.join(_folder(), batch.stored_name), "rb") as f:
-        return f.read()
+    return uploads.read(batch.stored_name)
 
 
 def check_batch(session, batch: RosterBatch) -> CheckedRoster:

@@ -16,7 +16,7 @@ import sys
 from datetime import date, datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import scratch_app, timed, write_report  # noqa: E402
+from bench.common import ratio_table, scratch_app, timed, write_report  # noqa: E402
 
 
 HANZI_DIGITS = str.maketrans("0123456789", "零一二三四五六七八九")     # names have no digits (学生一二三)
@@ -139,22 +139,15 @@ def main():
     dialect = url.split(":", 1)[0].split("+")[0]
     lines = [f"### Admission import — {dialect}", "",
              f"`bench/bench_import.py --rows {args.rows}` — {date.today()}, {args.rows:,} rows, {dialect}, "
-             f"{os.cpu_count()} cores, median and p95 of {args.repeat} runs.", "",
-             "| step | median s | p95 s | ratio to baseline |", "|---|---|---|---|"]
-    for name, (median, p95), base in results:
-        ratio = f"{median / results[base][1][0]:.1f}x" if base is not None else "—"
-        lines.append(f"| {name} | {median:.3f} | {p95:.3f} | {ratio} |")
+             f"{os.cpu_count()} cores, median and p95 of {args.repeat} runs.", ""] + ratio_table(results)
     floor = results[0][1][0] + results[2][1][0]
     total = results[1][1][0] + results[3][1][0]
     lines += ["", f"Dry run + commit {total:.2f} s against a floor of {floor:.2f} s (calamine read + one bulk INSERT): "
               f"**{total / floor:.1f}x** (target ≤ 5x, about 3 s)."]
     lines += ["", f"Every row with a problem ({args.rows:,} rows: 1/8 each wrong check character, bare 18-digit ID "
               "number, unknown 学籍号, wrong name, formula cell, stage the school does not admit, duplicate of an "
-              "earlier row, birth date in the future), against the clean file of the same size:", "",
-              "| path | median s | p95 s | ratio to the clean file |", "|---|---|---|---|"]
-    for name, (median, p95), base in worst:
-        ratio = f"**{median / worst[base][1][0]:.2f}x** (target ≤ 2x)" if base is not None else "—"
-        lines.append(f"| {name} | {median:.3f} | {p95:.3f} | {ratio} |")
+              "earlier row, birth date in the future), against the clean file of the same size:", ""]
+    lines += ratio_table(worst, "ratio to the clean file", "**{:.2f}x** (target ≤ 2x)")
     print("\n".join(lines))
     write_report(f"import-{dialect}", "\n".join(lines))
 

@@ -14,7 +14,7 @@ import time
 from datetime import date, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import p95 as percentile95, scratch_app, timed, write_report  # noqa: E402
+from bench.common import p95, ratio_table, scratch_app, timed, write_report  # noqa: E402
 
 YEAR = 2026
 
@@ -98,7 +98,7 @@ def main():
                 runs.append(time.perf_counter() - start)
                 assert created == args.rows
                 wipe()
-            return statistics.median(runs), percentile95(runs)
+            return statistics.median(runs), p95(runs)
 
         def reimport():
             batch = rosters.receive(db.session, None, data, "bench.xlsx", "410102", YEAR)
@@ -116,11 +116,7 @@ def main():
     dialect = url.split(":", 1)[0].split("+")[0]
     lines = [f"### 小学毕业生名单 import — {dialect}", "",
              f"`bench/bench_roster.py --rows {args.rows}` — {date.today()}, {args.rows:,} rows, {dialect}, "
-             f"{os.cpu_count()} cores, median and p95 of {args.repeat} runs.", "",
-             "| step | median s | p95 s | ratio to baseline |", "|---|---|---|---|"]
-    for name, (median, p95), base in results:
-        ratio = f"{median / results[base][1][0]:.1f}x" if base is not None else "—"
-        lines.append(f"| {name} | {median:.3f} | {p95:.3f} | {ratio} |")
+             f"{os.cpu_count()} cores, median and p95 of {args.repeat} runs.", ""] + ratio_table(results)
     floor = results[0][1][0] + results[2][1][0]
     total = results[1][1][0] + results[3][1][0]
     lines += ["", f"Dry run + import {total:.2f} s against a floor of {floor:.2f} s (calamine read + one bulk INSERT): "

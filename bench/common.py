@@ -60,3 +60,12 @@ def write_report(section, markdown):
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(REPORT, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def ratio_table(results, heading="ratio to baseline", ratio_format="{:.1f}x") -> list[str]:
+    """Markdown rows for [(step, (median, p95), index of its baseline in results or None)]."""
+    lines = [f"| step | median s | p95 s | {heading} |", "|---|---|---|---|"]
+    for name, (median, p95_), base in results:
+        ratio = ratio_format.format(median / results[base][1][0]) if base is not None else "—"
+        lines.append(f"| {name} | {median:.3f} | {p95_:.3f} | {ratio} |")
+    return lines

@@ -96,12 +96,15 @@ def test_roster_import_checks_every_row_and_imports_the_valid_ones(app, world, a
         spans = db.session.execute(select(Enrollment.stage, Enrollment.status, Enrollment.current).join(
             Student, Student.id == Enrollment.student_id).where(Student.xjh == good[0][0])).all()
         assert spans == [("小学", "毕业", None)]
+    # 小学 are held for their graduates' records only: no admission or 分班 form offers them
+    assert "中原区实验小学" not in c.get("/admissionimport/").get_data(as_text=True)
     # the graduates are listed for the county, read-only, and not for the other county; never counted as 毕业
     home = c.get("/").get_data(as_text=True)
     assert "<td>小学毕业生</td><td>3</td>" in home
     listing = c.get("/primarygraduate/list/").get_data(as_text=True)
     assert good[0][0] in listing and "中原区实验小学" in listing
     assert good[0][0] not in as_user("county_b_clerk").get("/primarygraduate/list/").get_data(as_text=True)
+    assert good[0][0] not in c.get("/query/graduates/list/").get_data(as_text=True)     # not a 中学 graduate
 
 
 def test_reimport_updates_by_xjh_and_never_duplicates(app, world, as_user):
@@ -228,6 +231,23 @@ def test_cli_import_primary_graduates(app, world, tmp_path, as_user):
     assert len(held(app, [pupil(1)[0], pupil(2)[0]])) == 2
     result = runner.invoke(args=["xueji", "import-primary-graduates", str(good), "--county", "999999"])
     assert result.exit_code == 2 and "区县代码" in result.output
+
+
+def test_refused_roster_upload_says_why_on_the_page(app, world, as_user):
+    c = as_user("county_a_clerk")
+    page = c.get("/primaryroster/").get_data(as_text=True)
+    assert "upload-error" in page and "upload-progress" in page               # the shared upload widget
+    xhr = {"X-Requested-With": "XMLHttpRequest"}
+    resp = c.post("/primaryroster/upload", data={"county_code": "410102", "year": str(YEAR),
+                                                 "file": (io.BytesIO(b"<html></html>"), "名单.xlsx")},
+                  content_type="multipart/form-data", headers=xhr)
+    assert resp.status_code == 422 and "不是Excel" in resp.get_json()["message"]
+    resp = c.post("/primaryroster/upload", data={"county_code": "410102", "year": str(YEAR)}, headers=xhr)
+    assert resp.status_code == 422 and resp.get_json()["message"] == "请选择要上传的文件"
+    resp = c.post("/primaryroster/upload", data={"county_code": "410102", "year": str(YEAR),
+                                                 "file": (io.BytesIO(roster(c, [pupil(1)])), "名单.xlsx")},
+                  content_type="multipart/form-data", headers=xhr)
+    assert resp.status_code == 200 and "/primaryroster/batch/" in resp.get_json()["redirect"]
 
 
 def test_roster_pages_are_for_county_staff_in_their_county(app, world, as_user):

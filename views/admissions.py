@@ -17,13 +17,15 @@ from app.roles import VIEW_RW
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import School, SchoolClass, Student
 from models.admissions import CONFLICT, Admission, ImportBatch, Quota
-from views.base import XuejiApi, XuejiModelView
+from views.base import XuejiApi, XuejiModelView, wants_json
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _schools():
-    return list(db.session.scalars(apply_scope(select(School), School).order_by(School.code)))
+    """The 中学 of the user's scope (a county's 小学, held for its graduates' records, admit and place no one)."""
+    return list(db.session.scalars(apply_scope(select(School).where(School.school_type != "小学"), School)
+                                   .order_by(School.code)))
 
 
 def _school(school_id) -> School:
@@ -42,9 +44,6 @@ def _county_of_scope() -> str | None:
 PAGE_ROWS = 200                 # rows per page of the check preview
 
 
-def _wants_json() -> bool:
-    """The upload page's XHR (it sets X-Requested-With) wants {code, message} or {redirect}, not a redirect."""
-    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
 
 
 def _page_links(page: int, pages: int) -> list[int | None]:
@@ -158,12 +157,12 @@ class AdmissionImportView(BaseView):
             db.session.rollback()
             return self._refused(exc.message, exc.code)
         url = url_for("AdmissionImportView.batch", pk=batch.id)
-        if _wants_json():
+        if wants_json():
             return jsonify({"redirect": url})
         return redirect(url)
 
     def _refused(self, message: str, code: str):
-        if _wants_json():
+        if wants_json():
             return jsonify({"code": code, "message": message}), 422
         flash(message, "danger")
         return redirect(url_for("AdmissionImportView.index"))

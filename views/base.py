@@ -30,6 +30,12 @@ from app.scoping import ScopeFilter, apply_scope, current_scope
 SCOPE_FILTER = [["id", ScopeFilter, None]]
 
 
+def wants_json() -> bool:
+    """An import page's upload XHR (xueji/upload_widget.html sets X-Requested-With) wants {code, message} or
+    {redirect}, not a redirect."""
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
 def default_school(item) -> None:
     """School staff creating a school-scoped row: it belongs to their school (the flush check guards the rest)."""
     scope = current_scope()

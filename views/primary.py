@@ -2,7 +2,7 @@
 list of the graduates it holds, and the school's 待补录 list of admitted entrants whose ★ fields are still missing."""
 import io
 
-from flask import abort, flash, g, redirect, request, send_file, url_for
+from flask import abort, flash, g, jsonify, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.security.decorators import has_access
@@ -16,7 +16,7 @@ from app.i18n import _l
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import Region, Student
 from models.admissions import RosterBatch
-from views.base import SCOPE_FILTER, XuejiModelView
+from views.base import SCOPE_FILTER, XuejiModelView, wants_json
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PAGE = 200
@@ -49,7 +49,7 @@ class PrimaryRosterView(BaseView):
                                      .order_by(RosterBatch.id.desc()).limit(50)).all()
         year = rosters.default_year(db.session, counties[0].code if len(counties) == 1 else None)
         return self.render_template("xueji/roster_import.html", counties=counties, batches=batches, year=year,
-                                    title=_l("小学毕业生名单导入"))
+                                    max_bytes=spreadsheets.MAX_BYTES, title=_l("小学毕业生名单导入"))
 
     @expose("/template")
     @has_access
@@ -64,17 +64,23 @@ class PrimaryRosterView(BaseView):
         if county not in {c.code for c in _counties()}:
             abort(404)
         f = request.files.get("file")
+        year = request.form.get("year", type=int)
         try:
-            year = int(request.form.get("year") or 0)
-            batch = rosters.receive(db.session, g.user, f.read(spreadsheets.MAX_BYTES + 1) if f else b"",
-                                    f.filename if f else "", county, year)
+            if f is None or not f.filename:
+                raise RuleError("请选择要上传的文件", code="no_file")
+            if not year or not 2000 <= year <= 2100:
+                raise RuleError("请填写4位的毕业年份", code="invalid")
+            batch = rosters.receive(db.session, g.user, f.read(spreadsheets.MAX_BYTES + 1), f.filename, county, year)
             rosters.check_batch(db.session, batch)
             db.session.commit()
-        except RuleError as exc:
+        except RuleError as exc:          # shown where the user looks: the page's XHR gets 422 {code, message}
             db.session.rollback()
+            if wants_json():
+                return jsonify({"code": exc.code, "message": exc.message}), 422
             flash(exc.message, "danger")
             return redirect(url_for("PrimaryRosterView.index"))
-        return redirect(url_for("PrimaryRosterView.batch", pk=batch.id))
+        url = url_for("PrimaryRosterView.batch", pk=batch.id)
+        return jsonify({"redirect": url}) if wants_json() else redirect(url)
 
     def _batch(self, pk) -> RosterBatch:
         batch = db.session.scalars(apply_scope(select(RosterBatch).where(RosterBatch.id == pk), RosterBatch)).first()

@@ -1,7 +1,7 @@
 """综合查询: 在校生, 异动, 毕业生 and 历史 (students who left), each a scoped list with combinable filters (every
 coded field; 姓名 / 学籍号 / 身份证件号 search, the ID also by its last digits) and .xlsx/.csv export of exactly
 the rows on screen."""
-from flask_appbuilder.models.sqla.filters import FilterEqual, FilterInFunction
+from flask_appbuilder.models.sqla.filters import FilterEqual, FilterInFunction, FilterNotEqual
 
 from app.i18n import _l
 from app.roles import VIEW_RW
@@ -34,7 +34,9 @@ class GraduateQuery(StudentView):
     list_title = show_title = _l("毕业生查询")
     list_columns = GRADUATE_LIST
     label_columns = {**StudentView.label_columns, "graduated_on": _l("毕业日期"), "cert_no": _l("毕业证号")}
-    base_filters = [["id", ScopeFilter, None], ["status", FilterInFunction, lambda: FINISHED]]
+    # this installation's 中学 graduates; the county's 小学毕业生 roster has its own list (views/primary.py)
+    base_filters = [["id", ScopeFilter, None], ["status", FilterInFunction, lambda: FINISHED],
+                    ["stage", FilterNotEqual, "小学"]]
 
 
 class HistoryQuery(StudentView):
