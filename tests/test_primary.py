@@ -263,3 +263,23 @@ def test_roster_pages_are_for_county_staff_in_their_county(app, world, as_user):
     school = as_user("school_a1_clerk")
     assert school.get("/primaryroster/").status_code in (302, 403)
     assert "小学毕业生名单导入" not in school.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "ods"])
+def test_roster_saved_by_libreoffice(app, world, as_user, tmp_path, fmt):
+    """The filled template saved again by LibreOffice keeps its text cells; the primary system's CSV opened and saved
+    by LibreOffice turns ID numbers into numbers, which are reported (never repaired) while its dates read right."""
+    from tests.test_spreadsheets import soffice_convert
+    from app import rosters, spreadsheets
+    c = as_user("county_a_clerk")
+    src = tmp_path / "filled.xlsx"
+    src.write_bytes(roster(c, [pupil(1), pupil(2, sex="女")]))
+    rows, issues = spreadsheets.read_table(soffice_convert(src, fmt, tmp_path / "out"), f"f.{fmt}", rosters.COLUMNS)
+    with app.app_context():
+        checked = rosters.check_roster(db.session, "410102", YEAR, rows, issues)
+    assert checked.issues == [] and len(checked.graduates) == 2
+    csv = tmp_path / "export.csv"
+    csv.write_text("\n".join(",".join(r) for r in [[col.name for col in rosters.COLUMNS], pupil(3)]), "utf-8")
+    rows, issues = spreadsheets.read_table(soffice_convert(csv, fmt, tmp_path / "out2"), f"e.{fmt}", rosters.COLUMNS)
+    assert {(i.column, i.code) for i in issues} == {("身份证件号", "id_as_number"), ("学校标识码", "id_as_number")}
+    assert rows[0].values["出生日期"] == "2014-03-05" and rows[0].values["学籍号"] == pupil(3)[0]
