@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app import clock, identity, rosters, spreadsheets, uploads, workflow
 from app.errors import RuleError
@@ -309,21 +310,68 @@ def commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool = Fals
     check_room(session, batch.school_id, batch.year, checked.stage, len(valid))
     now = clock.now()
     state = TO_CONFIRM if batch.method == "统一招生" else TO_REVIEW
-    rows = [dict(student_id=checked.matches[n], school_id=batch.school_id, year=batch.year, stage=checked.stage,
-                 method=batch.method, state=CONFLICT if n in checked.conflicts else state, batch_id=batch.id,
-                 source_row=n, created_at=now, current=1) for n in valid]
-    session.execute(insert(Admission), rows)
-    if checked.conflicts:                         # the other school's admission goes to arbitration too
-        session.execute(update(Admission).where(Admission.id.in_(list(checked.conflicts.values())))
-                        .values(state=CONFLICT).execution_options(synchronize_session=False))
+    conflicts = _admit(session, [dict(student_id=checked.matches[n], school_id=batch.school_id, year=batch.year,
+                                      stage=checked.stage, method=batch.method, state=state, batch_id=batch.id,
+                                      source_row=n, created_at=now, current=1) for n in valid])
     batch.state, batch.committed_at = "已提交", now
     session.flush()
     if batch.method == "自主招生":
         req = workflow.file(session, actor, "admission_batch", None,
                             {"batch_id": batch.id, "rows": len(valid)}, (), None, school_id=batch.school_id)
         batch.request_id = req.id
+        session.execute(update(Admission).where(Admission.batch_id == batch.id).values(request_id=req.id)
+                        .execution_options(synchronize_session=False))
     session.commit()
-    return len(valid), len(checked.conflicts)
+    return len(valid), conflicts
+
+
+def _admit(session, rows: list[dict], attempts: int = 3) -> int:
+    """Insert admissions. The first admission of a student for the year holds the claim; one whose student another
+    school holds (or contests) already is a 重复招生 conflict, and the other school's admissions go to arbitration
+    too. The claim is unique in the database, so a school committing the same student at the same moment loses its
+    insert (it waits for the winner's commit): the savepoint is undone and the rows are decided again against the
+    winner — a conflict, never a 500, never a second admission. Rows go in student order (no deadlock between two
+    lists of the same students). Returns how many rows are conflicts."""
+    rows = sorted(rows, key=lambda r: r["student_id"])
+    wanted = rows[0]["state"]                     # one list: one state (待确认 or 待审核)
+    for attempt in range(attempts):
+        held, here = _admitted(session, [r["student_id"] for r in rows], rows[0]["year"], rows[0]["school_id"])
+        if here:
+            raise RuleError(f"{len(here)}名学生已由本校另一份名单录取（可能刚刚提交），请重新校验后提交",
+                            code="already_admitted", status=409)
+        for r in rows:
+            contested = r["student_id"] in held
+            r["state"], r["claim"] = (CONFLICT, None) if contested else (wanted, 1)
+        try:
+            with session.begin_nested():
+                session.execute(insert(Admission.__table__), rows)
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise RuleError("同一批学生正在被其他学校同时录取，请稍后重新提交", code="busy", status=409) from None
+            continue
+        others = [i for ids in held.values() for i in ids]
+        if others:
+            session.execute(update(Admission).where(Admission.id.in_(others)).values(state=CONFLICT)
+                            .execution_options(synchronize_session=False))
+        return sum(1 for r in rows if r["student_id"] in held)
+    return 0
+
+
+def _admitted(session, student_ids, year: int, school_id: int) -> tuple[dict[int, list[int]], set[int]]:
+    """The students' active admissions this year, read now (after any concurrent winner's commit): other schools'
+    (student id → admission ids) and the students this school has already."""
+    held: dict[int, list[int]] = {}
+    here: set[int] = set()
+    ids = sorted(set(student_ids))
+    for i in range(0, len(ids), 5000):
+        for adm_id, sid, school in session.execute(select(Admission.id, Admission.student_id, Admission.school_id)
+                                                   .where(Admission.student_id.in_(ids[i:i + 5000]),
+                                                          Admission.year == year, Admission.current == 1)).all():
+            if school == school_id:
+                here.add(sid)
+            else:
+                held.setdefault(sid, []).append(adm_id)
+    return held, here
 
 
 # --- 统一招生: the county's list, confirmed by the school -------------------------------------------------------
@@ -338,15 +386,19 @@ def confirm(session, actor, school_id: int, admission_ids) -> int:
     for adm in rows:
         adm.state = TO_REVIEW
     session.flush()
-    workflow.file(session, actor, "admission_batch", None, {"admission_ids": ids, "rows": len(ids)}, (), None,
-                  school_id=school_id)
+    req = workflow.file(session, actor, "admission_batch", None, {"admission_ids": ids, "rows": len(ids)}, (),
+                        None, school_id=school_id)
+    for adm in rows:
+        adm.request_id = req.id
     return len(rows)
 
 
 # --- 重复招生 arbitration --------------------------------------------------------------------------------------
 
 def arbitrate(session, actor, keep_id: int, reason: str) -> None:
-    """The bureau keeps one admission of a double-admitted student; the others are cancelled (places freed)."""
+    """The bureau keeps one admission of a double-admitted student; the others are cancelled (places freed). The
+    kept one then continues where its list is: its review (still open), 调档 at once (its list was approved while
+    the student was in arbitration), or the school's confirmation (统一招生 not yet confirmed)."""
     from app.roles import ROLE_BUREAU_REVIEWER
     from app.scoping import school_in_scope, scope_of
     if ROLE_BUREAU_REVIEWER not in {r.name for r in actor.roles}:
@@ -362,11 +414,31 @@ def arbitrate(session, actor, keep_id: int, reason: str) -> None:
         raise RuleError("该重复招生不涉及您管辖的学校", code="not_found", status=404)
     now = clock.now()
     with system_write(session):
-        keep.state, keep.decided_at, keep.note = TO_REVIEW, now, f"仲裁保留：{reason}"[:200]
         for other in others:
-            other.state, other.current, other.decided_at = CANCELLED, None, now
+            other.state, other.current, other.claim, other.decided_at = CANCELLED, None, None, now
             other.note = f"仲裁取消（保留{keep.school.name}）：{reason}"[:200]
+        session.flush()                            # the claim is free before the kept admission takes it
+        keep.claim, keep.decided_at, keep.note = 1, now, f"仲裁保留：{reason}"[:200]
+        _continue(session, keep)
         session.commit()
+
+
+def _continue(session, adm: Admission) -> None:
+    """An admission no longer contested goes on where its list is (see arbitrate)."""
+    from models.requests import APPROVED, OPEN_STATES, Request
+    req = session.get(Request, adm.request_id) if adm.request_id else None
+    if req is None:
+        adm.state = TO_CONFIRM if adm.method == "统一招生" else TO_REVIEW
+        if adm.method != "统一招生":
+            raise RuleError("该录取没有可审核的录取名单，不能保留", code="no_request", status=409)
+    elif req.state in OPEN_STATES:
+        adm.state = TO_REVIEW                      # its list's approval will move it
+    elif req.state == APPROVED:
+        adm.state = TO_REVIEW
+        session.flush()
+        transfer_records(session, [adm.id], f"录取调档 #{req.id}（重复招生仲裁后）")
+    else:
+        raise RuleError(f"该录取所在的录取名单#{req.id}已{req.state}，不能保留", code="list_ended", status=409)
 
 
 # --- 调档 ---------------------------------------------------------------------------------------------------
@@ -416,14 +488,40 @@ def _validate_batch(session, student, payload) -> None:
 
 
 def _apply_batch(session, req, payload) -> None:
-    n = transfer_records(session, _batch_admissions(session, payload), f"录取调档 #{req.id}")
+    """Approval moves the list's uncontested admissions; those in 重复招生 arbitration wait for its outcome, which
+    moves the kept one then (arbitrate → _continue)."""
+    ids = _batch_admissions(session, payload)
+    n = transfer_records(session, ids, f"录取调档 #{req.id}")
+    waiting = session.execute(select(func.count()).select_from(Admission).where(
+        Admission.id.in_(ids), Admission.state == CONFLICT)).scalar() if ids else 0
     if payload.get("batch_id"):
         session.execute(update(ImportBatch).where(ImportBatch.id == payload["batch_id"]).values(state="已通过")
                         .execution_options(synchronize_session=False))
-    req.summary = (req.summary + f"（已调档{n}人）")[:300]
+    note = f"（已调档{n}人" + (f"，{waiting}人在重复招生仲裁中，仲裁保留后自动调档）" if waiting else "）")
+    req.summary = (req.summary + note)[:300]
+
+
+def _end_batch(session, req, payload) -> None:
+    """A list withdrawn or cleared before approval gives its places and its students back: its admissions are
+    cancelled, and a student another school also admitted is no longer contested there."""
+    ids = _batch_admissions(session, payload)
+    gone = list(session.scalars(select(Admission).where(Admission.id.in_(ids), Admission.current == 1))) if ids else []
+    now = clock.now()
+    with system_write(session):
+        for adm in gone:
+            adm.state, adm.current, adm.claim, adm.decided_at = CANCELLED, None, None, now
+            adm.note = f"录取名单#{req.id}已{req.state}"[:200]
+        session.flush()
+        for adm in gone:
+            rest = list(session.scalars(select(Admission).where(Admission.student_id == adm.student_id,
+                                                                Admission.year == adm.year, Admission.current == 1)))
+            if len(rest) == 1 and rest[0].state == CONFLICT:
+                rest[0].claim = 1
+                _continue(session, rest[0])
 
 
 register(Kind(code="admission_batch", title="录取名单审核", chain="admission_batch", validate=_validate_batch,
+              on_end=_end_batch,
               apply=_apply_batch, describe=lambda s, st, p: f"录取名单审核（{p.get('rows', 0)}人）",
               min_evidence=0, locks_student=False))
 

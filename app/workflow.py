@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from app import clock, settings
@@ -45,6 +46,7 @@ class Kind:
     between_schools: bool = False            # filed by another school about this student (转学): the student's
                                              # school becomes the counterpart
     chain_for: Callable | None = None        # (session, student, filing school id) -> chain code, when it varies
+    on_end: Callable | None = None           # (session, request, payload) when it ends unapproved (撤销, 清理)
 
     def chain_code(self, session, student, school_id) -> str:
         return self.chain_for(session, student, school_id) if self.chain_for else self.chain
@@ -195,9 +197,14 @@ def file(session, actor, kind_code: str, student: Student | None, payload: dict,
                   step_due_on=_due(session, steps[0], _county(session, school_id)),
                   payload=json.dumps(payload, ensure_ascii=False, default=str),
                   summary=kind.describe(session, student, payload)[:300], filed_by_id=actor.id,
-                  filed_at=clock.now(), version=1)
-    session.add(req)
-    session.flush()
+                  filed_at=clock.now(), version=1,
+                  student_lock=student.id if kind.locks_student and student is not None else None)
+    try:
+        with session.begin_nested():          # the database holds the lock: a simultaneous filer loses here
+            session.add(req)
+            session.flush()
+    except IntegrityError:
+        raise RuleError("2002：该生刚刚已有其他在办业务提交，办结或撤销后才能提交新的申请", code="2002") from None
     _attach_evidence(session, actor, req, evidence_ids, kind)
     _history(session, req, 0, "提交", actor, "提交", comment, role=kind.filer_role)
     session.commit()
@@ -244,7 +251,7 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
         nxt = next(s for s in steps if s.seq > step.seq)
         values.update(step_seq=nxt.seq, step_due_on=_due(session, nxt, _county(session, req.school_id)))
     elif final:
-        values.update(state=APPROVED, closed_at=clock.now(), step_due_on=None)
+        values.update(state=APPROVED, closed_at=clock.now(), step_due_on=None, student_lock=None)
     else:
         values.update(state=REJECTED if decision == REJECT else RETURNED, step_due_on=None)
     claimed = session.execute(
@@ -278,8 +285,17 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
 
 
 def _filer_side(session, actor, req: Request) -> None:
-    if ROLE_SCHOOL_REGISTRAR not in _roles(actor) or scope_of(actor).school_id != req.school_id:
-        raise RuleError("只有提交申请的学校学籍管理员可以办理", code="forbidden", status=403)
+    """Who acts for the filer (撤销, 重新提交): the filing school's registrar; for a kind a bureau files on a
+    school's behalf (跨省转出, imported by the county), also an account of that filer role whose region holds
+    the school."""
+    roles, scope = _roles(actor), scope_of(actor)
+    if ROLE_SCHOOL_REGISTRAR in roles and scope.school_id == req.school_id:
+        return
+    kind = KINDS.get(req.kind)
+    if kind is not None and kind.filer_role != ROLE_SCHOOL_REGISTRAR and kind.filer_role in roles and \
+            scope.kind == "region" and school_in_scope(req.school_id, scope, session):
+        return
+    raise RuleError("只有提交申请的学校学籍管理员可以办理", code="forbidden", status=403)
 
 
 def withdraw(session, actor, request_id: int, comment: str | None = None) -> Request:
@@ -290,7 +306,7 @@ def withdraw(session, actor, request_id: int, comment: str | None = None) -> Req
     if req.state not in OPEN_STATES or (req.state == PENDING and req.step_seq == steps[-1].seq):
         raise RuleError("申请已到最后审核环节或已办结，不能撤销", code="too_late", status=409)
     claimed = session.execute(update(Request).where(Request.id == req.id, Request.version == req.version)
-                              .values(state=WITHDRAWN, version=req.version + 1, closed_at=clock.now(),
+                              .values(state=WITHDRAWN, version=req.version + 1, closed_at=clock.now(), student_lock=None,
                                       step_due_on=None).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
         session.rollback()
@@ -352,6 +368,7 @@ def clear(session, actor, request_ids, reason: str) -> int:
     now = clock.now()
     for req in reqs:
         req.state, req.closed_at, req.step_due_on, req.version = CLEARED, now, None, req.version + 1
+        req.student_lock = None
         _history(session, req, req.step_seq, "在办业务清理", actor, "清理", reason.strip()[:500])
         _on_end(session, req)
     session.commit()
@@ -359,7 +376,11 @@ def clear(session, actor, request_ids, reason: str) -> int:
 
 
 def _on_end(session, req: Request) -> None:
-    """A request ended without approval: a 问题学籍 it was handling is open again."""
+    """A request ended without approval: a 问题学籍 it was handling is open again; the kind's own hook undoes what
+    filing reserved (an admission list's places)."""
+    kind = KINDS.get(req.kind)
+    if kind is not None and kind.on_end is not None:
+        kind.on_end(session, req, payload_of(req))
     problem_id = payload_of(req).get("problem_id")
     if problem_id:
         from models.requests import Problem

@@ -89,6 +89,8 @@ class Admission(Model):
     __tablename__ = "admission"
     __scope__ = "school"
     __table_args__ = (UniqueConstraint("student_id", "school_id", "year", "current", name="uq_admission_active"),
+                      # one admission holds a student per admission year (claim = 1); latecomers are NULL and 冲突
+                      UniqueConstraint("student_id", "year", "claim", name="uq_admission_claim"),
                       Index("ix_admission_school_year_state", "school_id", "year", "state"),
                       Index("ix_admission_student_year", "student_id", "year"))
     id = Column(Integer, primary_key=True)
@@ -104,5 +106,11 @@ class Admission(Model):
     decided_at = Column(DateTime, nullable=True)
     note = Column(String(200), nullable=True)
     current = Column(Integer, nullable=True, default=1)
+    # 1 on the one admission that holds the student for the year (the first, or the one arbitration keeps); NULL on
+    # the others and once cancelled. UNIQUE(student, year, claim) makes a second holder impossible on every database
+    # (NULLs never collide; MariaDB has no partial indexes), so two schools committing at once cannot both win.
+    claim = Column(Integer, nullable=True)
+    # the county review (录取名单审核) that moves it at 调档; NULL until filed (统一招生 before the school confirms)
+    request_id = Column(Integer, ForeignKey("wf_request.id", ondelete="SET NULL"), nullable=True, index=True)
     student = relationship("Student", lazy="joined")
     school = relationship("School", lazy="joined")

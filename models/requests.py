@@ -47,7 +47,9 @@ class Request(Model):
     __scope__ = "request"
     __table_args__ = (Index("ix_request_school_state", "school_id", "state"),
                       Index("ix_request_counterpart_state", "counterpart_school_id", "state"),
-                      Index("ix_request_student_state", "student_id", "state"))
+                      Index("ix_request_student_state", "student_id", "state"),
+                      # 在办业务: at most one open request of a locking kind per student, held by the database
+                      UniqueConstraint("student_lock", name="uq_request_student_lock"))
     id = Column(Integer, primary_key=True)
     kind = Column(String(30), nullable=False, index=True)        # key_change, problem_proof …
     subtype = Column(String(20), nullable=True, index=True)      # e.g. the 学籍异动 type (休学 …), for statistics
@@ -64,6 +66,8 @@ class Request(Model):
     filed_at = Column(DateTime, nullable=False, default=datetime.now)
     closed_at = Column(DateTime, nullable=True)
     version = Column(Integer, nullable=False, default=1)         # optimistic lock: one transition per version
+    # the student's id while this request holds their 在办业务 lock (open and of a locking kind), else NULL
+    student_lock = Column(Integer, nullable=True)
     chain = relationship("Chain", lazy="joined")
     student = relationship("Student", lazy="joined")
     school = relationship("School", foreign_keys=[school_id], lazy="joined")
