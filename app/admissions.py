@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import clock, identity, rosters, spreadsheets, uploads, workflow
+from app.audit import event_row
 from app.errors import RuleError
 from app.scoping import system_write
 from app.spreadsheets import Column, Issue, Row
@@ -466,9 +467,10 @@ def transfer_records(session, admission_ids: list[int], reason: str) -> int:
     session.execute(insert(Enrollment), [dict(student_id=a.student_id, school_id=a.school_id, stage=a.stage,
                                               cohort_year=a.year, class_id=None, status="在校", started_on=today,
                                               current=1, reason=reason) for a in adms])
-    session.execute(insert(AuditEvent), [dict(at=now, action="update", entity="student", entity_id=str(a.student_id),
-                                              field="school_id", new_value=str(a.school_id), school_id=a.school_id,
-                                              username="调档") for a in adms])
+    # the acting user (the approver, the arbitrating reviewer) and address, as for every other write
+    session.execute(insert(AuditEvent), [event_row("update", entity="student", entity_id=a.student_id,
+                                                   field="school_id", new=f"{a.school_id}（{reason}）",
+                                                   school_id=a.school_id) for a in adms])
     session.execute(update(Admission).where(Admission.id.in_([a.id for a in adms]))
                     .values(state=TRANSFERRED, decided_at=now).execution_options(synchronize_session=False))
     return len(adms)

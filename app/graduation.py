@@ -5,6 +5,7 @@ graduation.cert_pattern. The county can roll graduates back (毕业生回退). A
 from sqlalchemy import bindparam, insert, select, update
 
 from app import clock, schoolyear, settings
+from app.audit import event_row
 from app.errors import RuleError
 from app.workflow import Kind, register
 from models import AuditEvent, School, Student
@@ -82,7 +83,7 @@ def apply(session, school_id: int, outcomes: dict[int, str], reason: str) -> int
     """Set-based: one executemany UPDATE of the students (only those still 在校, so a second run changes nothing),
     one UPDATE closing their spans, one INSERT of audit rows."""
     school = session.get(School, school_id)
-    today, now = clock.today(), clock.now()
+    today = clock.today()
     live = set(session.scalars(select(Student.id).where(Student.id.in_(list(outcomes)), Student.status == "在校")))
     if not live:
         return 0
@@ -91,12 +92,14 @@ def apply(session, school_id: int, outcomes: dict[int, str], reason: str) -> int
     session.execute(table.update().where(table.c.id == bindparam("sid"), table.c.status == "在校")
                     .values(status=bindparam("outcome"), graduated_on=today, cert_no=bindparam("cert")),
                     [{"sid": i, "outcome": outcomes[i], "cert": certs.get(i)} for i in live])
-    session.execute(update(Enrollment).where(Enrollment.student_id.in_(live), Enrollment.current == 1)
-                    .values(status="毕业", ended_on=today, current=None, reason=reason)
-                    .execution_options(synchronize_session=False))
-    session.execute(insert(AuditEvent), [dict(at=now, action="update", entity="student", entity_id=str(i),
-                                              field="status", old_value="在校", new_value=outcomes[i],
-                                              school_id=school_id, username="毕业") for i in live])
+    for outcome in sorted({outcomes[i] for i in live}):     # the span ends as what it was: 毕业, 结业 or 肄业
+        group = [i for i in live if outcomes[i] == outcome]
+        session.execute(update(Enrollment).where(Enrollment.student_id.in_(group), Enrollment.current == 1)
+                        .values(status=outcome, ended_on=today, current=None, reason=reason)
+                        .execution_options(synchronize_session=False))
+    session.execute(insert(AuditEvent), [event_row("update", entity="student", entity_id=i, field="status",
+                                                   old="在校", new=f"{outcomes[i]}（{reason}）", school_id=school_id)
+                                         for i in live])
     return len(live)
 
 
@@ -114,7 +117,6 @@ def rollback(session, actor, student_ids, reason: str) -> int:
         scope_of(actor))))
     if len(rows) != len(set(ids)):
         raise RuleError("部分学生不存在、不在您的管辖范围内或未毕业", code="not_found", status=404)
-    now = clock.now()
     session.execute(update(Student).where(Student.id.in_(rows)).values(
         status="在校", graduated_on=None, cert_no=None).execution_options(synchronize_session=False))
     last = {sid: eid for sid, eid in session.execute(
@@ -123,9 +125,9 @@ def rollback(session, actor, student_ids, reason: str) -> int:
     session.execute(update(Enrollment).where(Enrollment.id.in_(list(last.values()))).values(
         status="在校", ended_on=None, current=1, reason=f"毕业生回退：{reason.strip()[:150]}")
         .execution_options(synchronize_session=False))
-    session.execute(insert(AuditEvent), [dict(at=now, action="update", entity="student", entity_id=str(i),
-                                              field="status", new_value="在校（毕业生回退）", user_id=actor.id,
-                                              username=actor.username) for i in rows])
+    session.execute(insert(AuditEvent), [event_row("update", entity="student", entity_id=i, field="status",
+                                                   new="在校（毕业生回退）", user_id=actor.id,
+                                                   username=actor.username) for i in rows])
     session.commit()
     return len(rows)
 

@@ -17,6 +17,7 @@ from datetime import date
 from sqlalchemy import bindparam, insert, select
 
 from app import clock, schoolyear, spreadsheets, uploads
+from app.audit import event_row
 from app.errors import RuleError
 from app.identity import check_id_number, check_xjh
 from app.rules import is_new, original, rule
@@ -253,7 +254,7 @@ def write_graduates(session, actor, county_code: str, year: int, checked: Checke
     """Set-based: schools resolved in two queries (and created when new), one INSERT of new graduates, one of their
     closed 小学 spans, one executemany UPDATE of those already held, one INSERT of audit rows."""
     schools = _schools(session, county_code, checked.graduates.values())
-    now, graduated = clock.now(), date(year, 7, 1)
+    graduated = date(year, 7, 1)
     new = [g for g in checked.graduates.values() if g.xjh not in checked.existing]
     old = [g for g in checked.graduates.values() if g.xjh in checked.existing]
     fields = lambda g: dict(name=g.name, sex=g.sex, birth_date=g.birth_date, id_type=g.id_type,   # noqa: E731
@@ -277,12 +278,12 @@ def write_graduates(session, actor, county_code: str, year: int, checked: Checke
                                 id_type=bindparam("t"), id_number=bindparam("i"), school_id=bindparam("sc")),
                         [dict(sid=checked.existing[g.xjh], n=g.name, s=g.sex, b=g.birth_date, t=g.id_type,
                               i=g.id_number, sc=schools[_school_key(g)]) for g in old])
-    who = dict(user_id=getattr(actor, "id", None), username=getattr(actor, "username", None) or "小学毕业生名单导入")
+    who = dict(user_id=actor.id, username=actor.username) if actor is not None else {}   # else the request's user
     session.execute(insert(AuditEvent), [
-        dict(at=now, action="insert", entity="student", entity_id=str(ids[g.xjh].id), field="xjh", new_value=g.xjh,
-             school_id=schools[_school_key(g)], **who) for g in new] + [
-        dict(at=now, action="update", entity="student", entity_id=str(checked.existing[g.xjh]), field="小学毕业生名单",
-             new_value=f"{g.name} {g.xjh}", school_id=schools[_school_key(g)], **who) for g in old])
+        event_row("insert", entity="student", entity_id=ids[g.xjh].id, field="xjh", new=g.xjh,
+                  school_id=schools[_school_key(g)], **who) for g in new] + [
+        event_row("update", entity="student", entity_id=checked.existing[g.xjh], field="小学毕业生名单",
+                  new=f"{g.name} {g.xjh}", school_id=schools[_school_key(g)], **who) for g in old])
     return len(new), len(old)
 
 

@@ -99,6 +99,14 @@ def test_high_school_needs_the_county_and_records_outcomes(app, world, client, a
     assert got[0] == "结业" and got[1] == "肄业" and set(got[2:]) == {"毕业"}
     with app.app_context():
         assert db.session.get(Student, ids[0]).cert_no is None and db.session.get(Student, ids[2]).cert_no
+        # the history says what each span ended as, and the audit log who approved it (not "毕业")
+        from models import AuditEvent, Enrollment
+        ended = dict(db.session.execute(select(Enrollment.student_id, Enrollment.status).where(
+            Enrollment.student_id.in_(ids[:3]), Enrollment.ended_on.is_not(None))).all())
+        assert [ended[i] for i in ids[:3]] == ["结业", "肄业", "毕业"]
+        who = set(db.session.scalars(select(AuditEvent.username).where(
+            AuditEvent.entity == "student", AuditEvent.entity_id == str(ids[0]), AuditEvent.field == "status")))
+        assert who == {"county_a_reviewer"}
 
 
 def test_completion_outcomes_are_for_high_school_only(app, world, as_user, fresh_passwords):

@@ -162,6 +162,10 @@ def test_junior_admits_primary_graduates_then_dang_an_and_completion(app, world,
             world.schools["a1"], "初中", "在校", YEAR, True)
         assert [(e.stage, e.status) for e in s.enrollments] == [("小学", "毕业"), ("初中", "在校")]
         assert s.birthplace is None and s.ethnicity is None                   # never invented
+        from models import AuditEvent
+        assert set(db.session.scalars(select(AuditEvent.username).where(      # 调档 by the approving reviewer
+            AuditEvent.entity == "student", AuditEvent.entity_id == str(s.id),
+            AuditEvent.field == "school_id"))) == {"county_a_reviewer"}
         sid = s.id
         klass = db.session.scalar(select(SchoolClass.id).where(SchoolClass.school_id == world.schools["a1"],
                                                                SchoolClass.cohort_year == YEAR))
