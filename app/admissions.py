@@ -242,7 +242,7 @@ def receive(session, data: bytes, filename: str, school: School, year: int, acto
                                                       ImportBatch.kind == kind, ImportBatch.sha256 == digest)).first()
     if batch is not None:
         return batch
-    stored = uploads.keep(data, filename)
+    stored = uploads.keep(session, data, filename)
     batch = ImportBatch(school_id=school.id, kind=kind, method=method, year=year, stage="", filename=filename[:200],
                         stored_name=stored, sha256=digest, uploaded_by_id=getattr(actor, "id", None),
                         uploaded_at=clock.now())

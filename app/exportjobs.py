@@ -5,16 +5,20 @@ exactly what the user saw, within the user's scope), records the export in the a
 a worker thread of the same process. The worker writes the file chunk by chunk (app.exports) and reports
 progress in the export_job row, which every web worker can read; the file goes to UPLOAD_FOLDER/exports (shared
 storage in a multi-server deployment). A worker that dies leaves a job whose heartbeat stops: it is reported
-as interrupted, never as running for ever."""
+as interrupted, never as running for ever. A running job also leaves a marker in its process's scratch folder
+(app.uploads): a job whose process on this host is gone (a killed or restarted worker) is failed at once, not
+after the heartbeat goes stale, so the user may export again straight away; its ``.part`` file is removed."""
+import glob
 import logging
 import os
+import socket
 import threading
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from app import audit, clock
+from app import audit, clock, uploads
 from app.errors import RuleError
 from app.exports import MAX_ROWS, ExportSpec, export_rows, write_xlsx
 from app.extensions import db
@@ -22,6 +26,8 @@ from models import ExportJob
 
 log = logging.getLogger(__name__)
 MAX_ACTIVE_PER_USER = 2
+MAX_ACTIVE_TOTAL = 8                   # running at once in the installation (each holds a worker thread)
+MAX_KEPT_PER_USER = 20                 # finished files kept per user; older ones go first
 STALE_AFTER = timedelta(minutes=2)     # no heartbeat for this long: the worker is gone
 KEEP_FOR = timedelta(days=7)           # files are deleted after this
 _threads: dict[int, threading.Thread] = {}
@@ -42,11 +48,16 @@ def start(session, user_id: int, spec: ExportSpec, id_query, title: str, filters
 
     Refused while the user already has MAX_ACTIVE_PER_USER exports running (a province user could otherwise tie
     up every worker)."""
+    reap(session)
     active = session.scalar(select(func.count()).select_from(ExportJob).where(
-        ExportJob.user_id == user_id, ExportJob.state.in_(("queued", "running")),
-        ExportJob.heartbeat_at > clock.now() - STALE_AFTER))
+        ExportJob.user_id == user_id, ExportJob.state.in_(("queued", "running"))))
     if active >= MAX_ACTIVE_PER_USER:
         raise RuleError(f"您已有{active}个导出正在进行，请等它们完成后再导出", code="busy", status=429)
+    everyone = session.scalar(select(func.count()).select_from(ExportJob).where(
+        ExportJob.state.in_(("queued", "running"))))
+    if everyone >= MAX_ACTIVE_TOTAL:
+        raise RuleError("系统正在处理较多导出任务，请几分钟后再试", code="busy", status=429)
+    _keep_latest(session, user_id, MAX_KEPT_PER_USER - 1)
     ids = list(session.scalars(id_query.limit(MAX_ROWS + 1)))
     truncated = 0
     if len(ids) > MAX_ROWS:
@@ -76,8 +87,14 @@ def _set(job_id: int, **values) -> None:
         conn.execute(update(ExportJob).where(ExportJob.id == job_id).values(heartbeat_at=clock.now(), **values))
 
 
+def _marker(job_id: int, app=None) -> str:
+    return os.path.join(uploads.scratch_dir(app), f"export-{job_id}")
+
+
 def _run(app, job_id: int, ids: list[int], spec: ExportSpec) -> None:
     with app.app_context():
+        marker = _marker(job_id, app)
+        open(marker, "w").close()
         try:
             job = db.session.get(ExportJob, job_id)
             path, title = file_path(job, app), job.title
@@ -101,14 +118,56 @@ def _run(app, job_id: int, ids: list[int], spec: ExportSpec) -> None:
         finally:
             db.session.remove()
             _threads.pop(job_id, None)
+            _remove(marker)
+            _remove(os.path.join(folder(app), f"{job_id}_*.part"))
+
+
+INTERRUPTED = "导出中断（服务重启或超时），请重新导出"
+
+
+def _remove(pattern: str) -> None:
+    for path in glob.glob(pattern):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def _worker_alive(job: ExportJob) -> bool:
+    """Whether the job's worker still runs: its thread here, its marker in a live process's scratch folder on this
+    host, or (a worker on another server) a heartbeat within STALE_AFTER."""
+    if job.id in _threads:
+        return True
+    fresh = bool(job.heartbeat_at and clock.now() - job.heartbeat_at <= STALE_AFTER)
+    host = socket.gethostname()
+    for marker in glob.glob(os.path.join(uploads.scratch_root(), "*", f"export-{job.id}")):
+        owner, _, pid = os.path.basename(os.path.dirname(marker)).rpartition("-")
+        if owner == host and pid.isdigit():
+            return uploads.alive(int(pid))
+        return fresh
+    return fresh                                  # not started yet (no marker), or its folder already cleaned
+
+
+def reap(session) -> list[int]:
+    """Mark the jobs whose worker is gone as failed, everywhere they are listed, and remove their partial files;
+    then clear the scratch folders of dead processes. Returns the ids reaped."""
+    dead = [job for job in session.scalars(select(ExportJob).where(ExportJob.state.in_(("queued", "running"))))
+            if not _worker_alive(job)]
+    for job in dead:
+        _set(job.id, state="failed", error=INTERRUPTED, finished_at=clock.now())
+        if job.file_name:
+            _remove(file_path(job) + ".part")
+    if dead:
+        session.expire_all()
+    uploads.clean_scratch(current_app)
+    return [job.id for job in dead]
 
 
 def status(job: ExportJob) -> dict:
-    """What the progress page shows. A job whose worker went silent is reported as interrupted."""
+    """What the progress page shows. A job whose worker is gone is reported as interrupted."""
     state, error = job.state, job.error
-    if state in ("queued", "running") and job.heartbeat_at and clock.now() - job.heartbeat_at > STALE_AFTER \
-            and job.id not in _threads:
-        state, error = "failed", "导出中断（服务重启或超时），请重新导出"
+    if state in ("queued", "running") and not _worker_alive(job):
+        state, error = "failed", INTERRUPTED
     return {"id": job.id, "title": job.title, "state": state, "done": job.done, "total": job.total,
             "percent": 100 if state == "done" else (int(100 * job.done / job.total) if job.total else 0),
             "truncated": job.truncated, "limit": MAX_ROWS, "error": error}
@@ -121,12 +180,31 @@ def wait(job_id: int, timeout: float = 120) -> None:
         worker.join(timeout)
 
 
+def _keep_latest(session, user_id: int, n: int) -> None:
+    """Delete the user's finished exports beyond the newest n (files and rows)."""
+    extra = session.scalars(select(ExportJob).where(ExportJob.user_id == user_id,
+                                                    ExportJob.state.in_(("done", "failed")))
+                            .order_by(ExportJob.id.desc()).offset(n)).all()
+    for job in extra:
+        if job.file_name:
+            _remove(file_path(job))
+    if extra:
+        session.execute(delete(ExportJob).where(ExportJob.id.in_([j.id for j in extra])))
+
+
 def purge_old(session) -> None:
-    """Delete files and rows of exports older than KEEP_FOR (called whenever an export starts)."""
+    """Delete files and rows of exports older than KEEP_FOR (called whenever an export starts), and ``.part``
+    files no running job owns."""
     old = session.scalars(select(ExportJob).where(ExportJob.created_at < clock.now() - KEEP_FOR)).all()
     for job in old:
-        if job.file_name and os.path.exists(file_path(job)):
-            os.remove(file_path(job))
+        if job.file_name:
+            _remove(file_path(job))
+            _remove(file_path(job) + ".part")
+    running = {j.file_name for j in session.scalars(select(ExportJob).where(
+        ExportJob.state.in_(("queued", "running"))))}
+    for part in glob.glob(os.path.join(folder(), "*.part")):
+        if os.path.basename(part)[:-len(".part")] not in running:
+            _remove(part)
     if old:
         session.execute(delete(ExportJob).where(ExportJob.id.in_([j.id for j in old])))
         session.commit()

@@ -100,11 +100,14 @@ def csv_stream(headers, rows: Iterable[list]):
     yield buf.getvalue()
 
 
-def write_xlsx(target, headers, rows: Iterable[list], title="导出") -> int:
+def write_xlsx(target, headers, rows: Iterable[list], title="导出", tmpdir=None) -> int:
     """Write rows as text cells with XlsxWriter in constant-memory mode (each row goes to disk as it is written,
-    so memory stays flat at any size); ``target`` is a path or a binary file. Returns the number of rows."""
+    so memory stays flat at any size); ``target`` is a path or a binary file. Returns the number of rows.
+    XlsxWriter's own temporary files go to the app's scratch folder (app.uploads), never the system's."""
+    from app import uploads
     wb = xlsxwriter.Workbook(target, {"constant_memory": True, "strings_to_numbers": False,
-                                      "strings_to_formulas": False, "strings_to_urls": False})
+                                      "strings_to_formulas": False, "strings_to_urls": False,
+                                      "tmpdir": tmpdir or uploads.scratch_dir()})
     ws = wb.add_worksheet(title[:31])
     text = wb.add_format({"num_format": "@"})          # IDs stay text even when someone edits the cell
     bold = wb.add_format({"bold": True, "num_format": "@"})
@@ -122,7 +125,8 @@ def write_xlsx(target, headers, rows: Iterable[list], title="导出") -> int:
 
 def xlsx_file(headers, rows, title="导出"):
     """A small table (statistics, selected rows) as an .xlsx in a temporary file, ready to send."""
-    tmp = tempfile.TemporaryFile()
+    from app import uploads
+    tmp = tempfile.TemporaryFile(dir=uploads.scratch_dir())
     write_xlsx(tmp, headers, rows, title)
     tmp.seek(0)
     return tmp

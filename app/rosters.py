@@ -212,7 +212,7 @@ def receive(session, actor, data: bytes, filename: str, county_code: str, year: 
                                                       RosterBatch.sha256 == digest)).first()
     if batch is None:
         batch = RosterBatch(county_code=county_code, year=year, filename=filename[:200],
-                            stored_name=uploads.keep(data, filename),
+                            stored_name=uploads.keep(session, data, filename),
                             sha256=digest, uploaded_by_id=getattr(actor, "id", None), uploaded_at=clock.now())
         session.add(batch)
         session.flush()

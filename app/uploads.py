@@ -1,10 +1,22 @@
-"""Uploaded import files, kept as received (admission lists, 小学毕业生名单): stored once under a random name in
-UPLOAD_FOLDER/imports, never served from there, read back for re-checks. One place so every importer keeps its
-files the same way (issue 17 moves this store where every app server can read it)."""
+"""Files the app writes besides the database: kept import files (admission lists, 小学毕业生名单) and scratch
+space for work in progress (XlsxWriter's temporary files, small downloads).
+
+- Kept files are stored once under a random name in UPLOAD_FOLDER/imports, never served from there, and read back
+  for re-checks. A file written in a transaction that then rolls back is deleted with it: `keep` remembers it on
+  the session, and the rollback removes it (the commit forgets it), so a refused upload leaves nothing behind.
+- Scratch files live in UPLOAD_FOLDER/tmp/<host>-<pid>, never in the system temp folder (they hold names, 学籍号
+  and ID numbers): each process has its own folder, and the folders of this host's dead processes are removed
+  when an app starts (a killed worker's leftovers do not outlive its restart).
+One place so every writer keeps its files the same way (issue 17 moves this store where every server reads it)."""
 import os
+import shutil
+import socket
 import uuid
 
 from flask import current_app
+from sqlalchemy import event
+
+PENDING = "xueji_new_files"
 
 
 def folder() -> str:
@@ -17,14 +29,76 @@ def path_of(stored_name: str, suffix: str = "") -> str:
     return os.path.join(folder(), f"{stored_name}{suffix}")
 
 
-def keep(data: bytes, filename: str) -> str:
-    """Write the file under a new random name (keeping a short extension) and return that name."""
+def keep(session, data: bytes, filename: str) -> str:
+    """Write the file under a new random name (keeping a short extension) and return that name; it is removed
+    again if the session's transaction rolls back."""
     stored = f"{uuid.uuid4().hex}{os.path.splitext(filename)[1][:6]}"
-    with open(path_of(stored), "wb") as f:
+    path = path_of(stored)
+    with open(path, "wb") as f:
         f.write(data)
+    written(session, path)
     return stored
+
+
+def written(session, path: str) -> None:
+    """A file that belongs to the session's transaction: deleted if it rolls back."""
+    session.info.setdefault(PENDING, []).append(path)
 
 
 def read(stored_name: str) -> bytes:
     with open(path_of(stored_name), "rb") as f:
         return f.read()
+
+
+def _forget(session) -> None:
+    session.info.pop(PENDING, None)
+
+
+def _discard(session) -> None:
+    for path in session.info.pop(PENDING, ()):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def install(session_factory) -> None:
+    event.listen(session_factory, "after_commit", _forget)
+    event.listen(session_factory, "after_rollback", _discard)
+
+
+# --- scratch space -------------------------------------------------------------------------------------------
+
+def scratch_root(app=None) -> str:
+    return os.path.join((app or current_app).config["UPLOAD_FOLDER"], "tmp")
+
+
+def scratch_dir(app=None) -> str:
+    """This process's scratch folder (created on first use)."""
+    path = os.path.join(scratch_root(app), f"{socket.gethostname()}-{os.getpid()}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def clean_scratch(app) -> None:
+    """Remove the scratch folders of this host's processes that no longer run (and their files)."""
+    root = scratch_root(app)
+    if not os.path.isdir(root):
+        return
+    host = socket.gethostname()
+    for name in os.listdir(root):
+        owner, _, pid = name.rpartition("-")
+        if owner != host or not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this host runs with that id."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -174,3 +174,70 @@ def test_api_export_stays_in_scope(app, world, client):
         in_scope = db.session.scalar(select(func.count()).select_from(Student).where(
             Student.school_id == world.schools["b1"]))
     assert client.get(resp.get_json()["status"], headers=h).get_json()["total"] == in_scope
+
+
+KILLED_WORKER = r'''
+import os, sys, time
+sys.path.insert(0, os.environ["XUEJI_ROOT"])
+from app import create_app, exportjobs
+from tests.conftest import app_config, login
+url, tmp = os.environ["XUEJI_URL"], os.environ["XUEJI_TMP"]
+app = create_app(app_config(url, tmp))
+real = exportjobs.export_rows
+def slow(session, spec, ids, progress=None):          # slow enough to be killed half-way
+    for i, row in enumerate(real(session, spec, ids, progress), 1):
+        if i > 3:
+            time.sleep(0.5)
+        yield row
+exportjobs.export_rows = slow
+client = app.test_client()
+login(client, "county_a_clerk")
+resp = client.post("/student/export/xlsx")
+print(resp.headers.get("Location"), flush=True)
+time.sleep(600)
+'''
+
+
+def test_a_killed_export_worker_fails_its_job_at_once_and_leaves_no_file(app, world, as_user, tmp_path):
+    """SIGKILL of the process writing an export: the job is failed in 我的导出 and the API list at once (not running
+    for ever, no 429 for minutes), and its .part file and XlsxWriter's temporary files are gone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    url, tmp = app.config["SQLALCHEMY_DATABASE_URI"], app.config["XUEJI_TMP"]
+    script = tmp_path / "worker.py"
+    script.write_text(KILLED_WORKER)
+    env = {**os.environ, "XUEJI_ROOT": os.getcwd(), "XUEJI_URL": url, "XUEJI_TMP": tmp}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        location = proc.stdout.readline()
+        assert "/exportjob/show/" in location, location
+        job_id = int(location.rstrip().rsplit("/", 1)[-1])
+        parts = os.path.join(app.config["UPLOAD_FOLDER"], "exports", "*.part")
+        for _ in range(100):                              # until it is writing: state running, a .part on disk
+            with app.app_context():
+                if db.session.get(ExportJob, job_id).state == "running" and _glob(parts):
+                    break
+            time.sleep(0.1)
+        scratch = _glob(os.path.join(app.config["UPLOAD_FOLDER"], "tmp", f"*-{proc.pid}"))
+        assert scratch and os.listdir(scratch[0])         # its marker (and XlsxWriter's files) in its own folder
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    c = as_user("county_a_clerk")
+    assert "导出失败" in c.get("/exportjob/list/").get_data(as_text=True) or \
+        "失败" in c.get("/exportjob/list/").get_data(as_text=True)
+    with app.app_context():
+        job = db.session.get(ExportJob, job_id)
+        assert job.state == "failed" and "中断" in job.error
+    assert not _glob(parts)
+    assert not _glob(os.path.join(app.config["UPLOAD_FOLDER"], "tmp", f"*-{proc.pid}"))
+    # the user may export again straight away
+    resp = c.post("/student/export/xlsx")
+    assert resp.status_code == 302 and "/exportjob/show/" in resp.headers["Location"]
+
+
+def _glob(pattern):
+    import glob
+    return glob.glob(pattern)

@@ -287,3 +287,21 @@ def test_roster_saved_by_libreoffice(app, world, as_user, tmp_path, fmt):
     rows, issues = spreadsheets.read_table(soffice_convert(csv, fmt, tmp_path / "out2"), f"e.{fmt}", rosters.COLUMNS)
     assert {(i.column, i.code) for i in issues} == {("身份证件号", "id_as_number"), ("学校标识码", "id_as_number")}
     assert rows[0].values["出生日期"] == "2014-03-05" and rows[0].values["学籍号"] == pupil(3)[0]
+
+
+def test_a_refused_upload_leaves_no_file_behind(app, world, as_user, monkeypatch):
+    """The kept file belongs to the upload's transaction: when it rolls back, the file goes too."""
+    import os
+    from app import rosters
+    from app.errors import RuleError
+    c = as_user("county_a_clerk")
+    folder = os.path.join(app.config["UPLOAD_FOLDER"], "imports")
+    before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+    def refuse(session, batch):
+        raise RuleError("模拟：校验时数据库出错", code="boom")
+    monkeypatch.setattr(rosters, "check_batch", refuse)
+    assert upload_roster(c, roster(c, [pupil(1)])) is None                  # back to the upload page
+    assert set(os.listdir(folder)) == before
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RosterBatch)) == 0

@@ -29,6 +29,12 @@ class ExportJobView(XuejiModelView):
     base_order = ("id", "desc")
     show_template = "xueji/export_job.html"
 
+    @expose("/list/")
+    @has_access
+    def list(self):
+        exportjobs.reap(self.datamodel.session)      # a killed worker's job shows as failed, not running
+        return super().list()
+
     def _job(self, pk):
         job = self.datamodel.get(pk)
         if job is None:
@@ -72,6 +78,13 @@ class ExportJobApi(XuejiApi):
     list_columns = ["id", "title", "state", "total", "done", "truncated", "created_at", "finished_at"]
     order_columns = ["id", "created_at"]
     base_order = ("id", "desc")
+
+    def pre_get_list(self, data):
+        """A killed worker's job is listed as failed, not running (reaped before the answer goes out)."""
+        gone = set(exportjobs.reap(self.datamodel.session))
+        for item in data.get("result", []):
+            if item.get("id") in gone:
+                item["state"] = "failed"
 
     @expose("/<int:pk>/status")
     @protect()
