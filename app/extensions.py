@@ -19,3 +19,14 @@ def _sqlite_foreign_keys(dbapi_connection, connection_record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Engine, "savepoint")
+def _sqlite_begin_before_savepoint(conn, name):
+    """pysqlite begins a transaction only before a data-changing statement, never before a SAVEPOINT, which SQLite
+    then opens as a transaction of its own: its RELEASE commits, and a request killed after it leaves half its
+    writes (found by killing a process mid-commit). Begin the transaction first, as PostgreSQL and MariaDB have."""
+    if conn.dialect.name == "sqlite":
+        dbapi_connection = conn.connection.dbapi_connection
+        if not dbapi_connection.in_transaction:
+            dbapi_connection.execute("BEGIN")
