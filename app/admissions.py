@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import clock, identity, rosters, spreadsheets, uploads, workflow
 from app.audit import event_row
-from app.errors import RuleError
+from app.errors import RuleError, with_retry
 from app.scoping import system_write
 from app.spreadsheets import Column, Issue, Row
 from app.workflow import Kind, register
@@ -298,7 +298,14 @@ def committed_rows(session, batch: ImportBatch) -> list:
 
 def commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool = False) -> tuple[int, int]:
     """Admit the valid rows (re-checked now, inside the transaction, with the quota row locked). Idempotent: a
-    batch is committed once. Returns (admitted, conflicts) and files the county review request."""
+    batch is committed once. Returns (admitted, conflicts) and files the county review request. Schools committing
+    the same students at once can deadlock on the claim index (InnoDB): the loser's transaction runs again."""
+    batch_id = batch.id
+    return with_retry(session, lambda: _commit_batch(session, session.get(ImportBatch, batch_id), actor,
+                                                     all_or_nothing))
+
+
+def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool) -> tuple[int, int]:
     if batch.state != "已校验":
         return 0, 0
     checked = check_batch(session, batch)

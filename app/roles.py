@@ -55,6 +55,7 @@ ROLE_PERMISSIONS = {
         ("can_this_form_get", "XuejiResetPasswordView"), ("can_this_form_post", "XuejiResetPasswordView"),
         (W, "Setting"), ("can_detect", "Problem"), ("can_clear", "Request"), (W, "Quota"),
         ("can_rollback", "Graduation"), ("can_promote", "Graduation"), ("can_exchange", "Request"),
+        ("can_withdraw", "Request"),      # withdraw / resubmit the 跨省转出 it imported (app.workflow decides)
         ("can_import", "Admission"), ("can_import", "PrimaryRoster"),
     ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport",
                "Exchange", "PrimaryRoster", "PrimaryGraduates"),
@@ -63,7 +64,7 @@ ROLE_PERMISSIONS = {
     + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings", "PrimaryGraduates"),
     ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
-        ("can_file", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
+        ("can_file", "Request"), ("can_withdraw", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
         ("can_confirm", "Admission"), ("can_change", "Quota"), ("can_graduate", "Graduation"),
         ("can_exchange", "Request")]
     + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation", "Exchange", "Incomplete"),

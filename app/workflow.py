@@ -284,18 +284,21 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
     return req
 
 
-def _filer_side(session, actor, req: Request) -> None:
+def acts_for_filer(session, actor, req: Request) -> bool:
     """Who acts for the filer (撤销, 重新提交): the filing school's registrar; for a kind a bureau files on a
     school's behalf (跨省转出, imported by the county), also an account of that filer role whose region holds
-    the school."""
+    the school. The request page shows the buttons by the same rule."""
     roles, scope = _roles(actor), scope_of(actor)
     if ROLE_SCHOOL_REGISTRAR in roles and scope.school_id == req.school_id:
-        return
+        return True
     kind = KINDS.get(req.kind)
-    if kind is not None and kind.filer_role != ROLE_SCHOOL_REGISTRAR and kind.filer_role in roles and \
-            scope.kind == "region" and school_in_scope(req.school_id, scope, session):
-        return
-    raise RuleError("只有提交申请的学校学籍管理员可以办理", code="forbidden", status=403)
+    return kind is not None and kind.filer_role != ROLE_SCHOOL_REGISTRAR and kind.filer_role in roles and \
+        scope.kind == "region" and school_in_scope(req.school_id, scope, session)
+
+
+def _filer_side(session, actor, req: Request) -> None:
+    if not acts_for_filer(session, actor, req):
+        raise RuleError("只有提交申请的学校学籍管理员可以办理", code="forbidden", status=403)
 
 
 def withdraw(session, actor, request_id: int, comment: str | None = None) -> Request:

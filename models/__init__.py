@@ -8,3 +8,4 @@ from models.audit import AuditEvent  # noqa: F401
 from models.requests import Chain, ChainStep, Evidence, Problem, Request, RequestStep  # noqa: F401
 from models.admissions import Admission, ImportBatch, Quota, RosterBatch  # noqa: F401
 from models.exports import ExportJob  # noqa: F401
+from models.exchange import ExchangePeer  # noqa: F401

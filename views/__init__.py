@@ -2,6 +2,7 @@
 initialization pattern); menu names are the internal keys roles grant `menu_access` on."""
 from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
+from views.exchange import ExchangePeerApi, ExchangePeerView
 from views.exports import ExportJobApi, ExportJobView
 from views.graduation import GraduationView
 from views.identity import IdentityApi
@@ -52,6 +53,8 @@ def register_views(appbuilder) -> None:
         category_icon="fa-cogs")
     add(CodeView, "Codes", label=_l("代码表"), icon="fa-table", category="Security")
     add(ChainView, "Chains", label=_l("审批流程"), icon="fa-sitemap", category="Security")
+    add(ExchangePeerView, "ExchangePeers", label=_l("跨省交换"), icon="fa-key", category="Security")
+    appbuilder.add_api(ExchangePeerApi)
     for view in (GuardianView, EnrollmentView, KeyChangeView, StatusChangeView, ChainStepView):
         appbuilder.add_view_no_menu(view)
     for api in (RegionApi, SchoolApi, SchoolClassApi, StudentApi, GuardianApi, EnrollmentApi, RequestApi,

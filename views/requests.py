@@ -71,8 +71,8 @@ def _tracker(req: Request):
 class RequestView(XuejiModelView):
     datamodel = ScopedInterface(Request)
     class_permission_name = "Request"
-    method_permission_name = {"list": "read", "show": "read", "decide": "decide", "withdraw": "file",
-                              "resubmit": "file", "evidence": "read", "clear": "clear", "clear_action": "clear",
+    method_permission_name = {"list": "read", "show": "read", "decide": "decide", "withdraw": "withdraw",
+                              "resubmit": "withdraw", "evidence": "read", "clear": "clear", "clear_action": "clear",
                               "package": "read", "exchange_import": "exchange"}
     route_base = "/request"
     include_route_methods = {"list", "show", "decide", "withdraw", "resubmit", "evidence", "clear", "action",
@@ -92,8 +92,7 @@ class RequestView(XuejiModelView):
         step = next((s for s in steps if s.seq == req.step_seq), None)
         can_decide = req.state == workflow.PENDING and step is not None and \
             workflow.may_decide(db.session, g.user, req, step) is None
-        filer = current_scope().school_id == req.school_id and any(
-            r.name == "学校学籍管理员" for r in g.user.roles)
+        filer = workflow.acts_for_filer(db.session, g.user, req)
         return self.render_template(self.show_template, req=req, tracker=_tracker(req),
                                     payload=workflow.payload_of(req), can_decide=can_decide, filer=filer,
                                     title=self.show_title, labels=key_fields(db.session))
@@ -177,7 +176,7 @@ class RequestView(XuejiModelView):
             data = f.read(1024 * 1024) if f else b""
             try:
                 if request.form.get("what") == "record":
-                    student = exchange.import_record(db.session, g.user, data)
+                    student = exchange.import_record(db.session, g.user, data, request.form.get("class_id") or None)
                     flash(f"已调档：{student.name}（{student.xjh}）", "success")
                     return redirect(url_for("StudentView.show", pk=student.id))
                 req = exchange.import_request(db.session, g.user, data)
@@ -186,8 +185,10 @@ class RequestView(XuejiModelView):
             except RuleError as exc:
                 db.session.rollback()
                 flash(exc.message, "danger")
+        school_id = current_scope().school_id
         return self.render_template("xueji/exchange.html", title=_l("跨省转学数据包"),
-                                    public_key=exchange.public_key_text())
+                                    public_key=exchange.public_key_text(), fingerprint=exchange.my_fingerprint(),
+                                    classes=_classes_of(school_id) if school_id else [])
 
     @expose("/evidence/<int:evidence_id>")
     @has_access
@@ -410,7 +411,8 @@ class RequestApi(XuejiApi):
     datamodel = ScopedInterface(Request)
     class_permission_name = "Request"
     method_permission_name = {"get": "read", "get_list": "read", "info": "read", "file_request": "file",
-                              "decide_request": "decide", "withdraw_request": "file", "resubmit_request": "file",
+                              "decide_request": "decide", "withdraw_request": "withdraw",
+                              "resubmit_request": "withdraw",
                               "package": "read", "import_package": "exchange"}
     include_route_methods = {"get", "get_list", "info", "file_request", "decide_request", "withdraw_request",
                              "resubmit_request", "package", "import_package"}
@@ -495,7 +497,41 @@ class RequestApi(XuejiApi):
     @protect()
     @safe
     def package(self, pk):
-        """跨省转学: the signed package of an approved request (transfer_in → application, transfer_out → record)."""
+        """跨省转学: the signed package of an approved request (transfer_in → application, transfer_out → record).
+        ---
+        get:
+          summary: 下载跨省转学数据包（已签名）
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 2147483647
+          responses:
+            200:
+              description: 签名的数据包
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result:
+                        type: object
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              $ref: '#/components/responses/409'
+            422:
+              $ref: '#/components/responses/422'
+        """
         req = self.datamodel.get(pk)
         if req is None:
             return self.response_404()
@@ -509,14 +545,63 @@ class RequestApi(XuejiApi):
     @protect()
     @safe
     def import_package(self, what):
-        """跨省转学: import the other province's application (what=request) or record (what=record) package."""
+        """跨省转学: import the other province's application (what=request) or record (what=record) package;
+        for a record, `?class_id=` places the student in another class of the school (same grade, free seat).
+        ---
+        post:
+          summary: 导入外省的转学申请包（what=request）或档案包（what=record）
+          parameters:
+          - in: path
+            name: what
+            required: true
+            schema:
+              type: string
+              enum: [request, record]
+          - in: query
+            name: class_id
+            required: false
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 2147483647
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  description: 对方系统导出的签名数据包
+          responses:
+            200:
+              description: 生成的申请（request）或调入的学生（record）
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result:
+                        type: object
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              $ref: '#/components/responses/409'
+            413:
+              $ref: '#/components/responses/413'
+            422:
+              $ref: '#/components/responses/422'
+        """
         data = request.get_data()
         try:
             if what == "request":
                 req = exchange.import_request(db.session, g.user, data)
                 return self.response(200, result={"id": req.id, "state": req.state})
-            if what == "record":
-                student = exchange.import_record(db.session, g.user, data)
+            if what == "record":            # ?class_id= another class of the school than the application named
+                student = exchange.import_record(db.session, g.user, data, request.args.get("class_id") or None)
                 return self.response(200, result={"student_id": student.id, "xjh": student.xjh})
             return self.response_404()
         except RuleError as exc:
@@ -527,6 +612,52 @@ class RequestApi(XuejiApi):
     @protect()
     @safe
     def decide_request(self, pk):
+        """Decide the current step, with exactly the rules of the web page (app.workflow.decide).
+        ---
+        post:
+          summary: 审核当前环节（通过 / 不通过 / 退回修改）
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 2147483647
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    decision:
+                      type: string
+                      enum: [通过, 不通过, 退回修改]
+                    comment:
+                      type: string
+                      description: 不通过、退回修改时必填
+          responses:
+            200:
+              description: 办理后的申请（编号、状态、当前环节）
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/XuejiRequestState'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              $ref: '#/components/responses/409'
+            413:
+              $ref: '#/components/responses/413'
+            422:
+              $ref: '#/components/responses/422'
+        """
         body = request.get_json(silent=True) or {}
         return self._run(lambda: workflow.decide(db.session, g.user, pk, body.get("decision", ""),
                                                  body.get("comment")))
@@ -535,6 +666,48 @@ class RequestApi(XuejiApi):
     @protect()
     @safe
     def withdraw_request(self, pk):
+        """The filer withdraws a request before its final step (app.workflow.withdraw).
+        ---
+        post:
+          summary: 撤回申请
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 2147483647
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    comment:
+                      type: string
+          responses:
+            200:
+              description: 办理后的申请（编号、状态、当前环节）
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/XuejiRequestState'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              $ref: '#/components/responses/409'
+            413:
+              $ref: '#/components/responses/413'
+            422:
+              $ref: '#/components/responses/422'
+        """
         body = request.get_json(silent=True) or {}
         return self._run(lambda: workflow.withdraw(db.session, g.user, pk, body.get("comment")))
 
@@ -542,6 +715,54 @@ class RequestApi(XuejiApi):
     @protect()
     @safe
     def resubmit_request(self, pk):
+        """The filer resubmits a request returned for changes, with more evidence (app.workflow.resubmit).
+        ---
+        post:
+          summary: 补充材料后重新提交
+          parameters:
+          - in: path
+            name: pk
+            required: true
+            schema:
+              type: integer
+              minimum: 1
+              maximum: 2147483647
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    comment:
+                      type: string
+                    evidence_ids:
+                      type: array
+                      items:
+                        type: integer
+                        minimum: 1
+                        maximum: 2147483647
+          responses:
+            200:
+              description: 办理后的申请（编号、状态、当前环节）
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/XuejiRequestState'
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+            404:
+              $ref: '#/components/responses/404'
+            409:
+              $ref: '#/components/responses/409'
+            413:
+              $ref: '#/components/responses/413'
+            422:
+              $ref: '#/components/responses/422'
+        """
         body = request.get_json(silent=True) or {}
         return self._run(lambda: workflow.resubmit(db.session, g.user, pk, None, body.get("evidence_ids") or [],
                                                    body.get("comment")))
