@@ -6,6 +6,7 @@ its own roles or scope. Checked at every flush, so the user form, any API and th
 """
 from sqlalchemy import event, inspect, select
 
+from app import clock
 from app.errors import RuleError
 from app.roles import SCHOOL_ROLES
 from app.scoping import current_scope, effective, request_actor
@@ -46,8 +47,51 @@ def _check_accounts(session, flush_context, instances):
             raise RuleError("只有系统管理员可以删除账号；如需停用请取消“是否启用”", code="forbidden", status=403)
 
 
+# --- sessions: one token version per account ------------------------------------------------------------
+# Every web session and JWT carries the account's session_version from its sign-in (app.security); a request
+# whose version is not the account's current one is anonymous. Raising the version ends them all at once, on
+# every worker (the check reads the ab_user row that each request loads anyway).
+
+def _ends_sessions(obj: XuejiUser) -> bool:
+    """A change that must sign the account out everywhere: a new password, disabled, locked."""
+    state = inspect(obj)
+    if state.pending or state.transient:
+        return False
+    if _changed(state, "password"):
+        return True
+    if _changed(state, "active") and not obj.active:
+        return True
+    return (_changed(state, "locked_until") and obj.locked_until is not None
+            and obj.locked_until > clock.now())
+
+
+def _bump_session_versions(session, flush_context, instances):
+    for obj in list(session.dirty):
+        if isinstance(obj, XuejiUser) and session.is_modified(obj) and _ends_sessions(obj) \
+                and not _changed(inspect(obj), "session_version"):
+            obj.session_version = (obj.session_version or 0) + 1
+
+
+def end_sessions(session, user: XuejiUser) -> None:
+    """Sign the account out everywhere (the caller commits). Goes through the flush rules like any account
+    change, so a bureau can do it only to the accounts it may manage."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def sign_out_everywhere(session, users) -> int:
+    """全部下线: end every session and token of the given (already scope-checked) accounts; audited."""
+    from app import audit
+    for user in users:
+        end_sessions(session, user)
+        audit.record(session, "signout_all", entity="ab_user", entity_id=user.id, school_id=user.school_id,
+                     new=user.username)
+    session.commit()
+    return len(users)
+
+
 def install(session_factory) -> None:
     event.listen(session_factory, "before_flush", _check_accounts)
+    event.listen(session_factory, "before_flush", _bump_session_versions)
 
 
 def assignable_role_names() -> list[str]:

@@ -12,7 +12,7 @@ from models.audit import AuditEvent
 
 # Bookkeeping columns that change on every login or save and carry no business meaning.
 IGNORED = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
-           "changed_by_fk", "created_by_fk", "locked_until"}
+           "changed_by_fk", "created_by_fk", "locked_until", "session_version"}
 MASKED = {"password"}
 
 
@@ -34,23 +34,57 @@ def _school_of(obj):
 
 
 def _pk(obj):
-    ident = inspect(obj).identity
-    return ",".join(str(i) for i in ident) if ident else None
+    state = inspect(obj)
+    ident = state.identity
+    if not ident:            # a row inserted by this flush has its key in its attributes, not yet its identity
+        ident = [state.dict.get(state.mapper.get_property_by_column(c).key) for c in state.mapper.primary_key]
+        if any(i is None for i in ident):
+            return None
+    return ",".join(str(i) for i in ident)
+
+
+def _clean(text: str) -> str:
+    # NUL cannot be stored in a PostgreSQL text column; the rest of the value is kept as it came
+    return text.replace("\x00", "\\0")
+
+
+def describe(obj) -> str:
+    """A row as the audit log shows it: its own __repr__/__str__ when the model has one (学籍号 姓名, 班级名 …),
+    else table #id and its column values, never Python's `<models.x.Y object at 0x…>`."""
+    if type(obj).__repr__ is not object.__repr__ or type(obj).__str__ is not object.__str__:
+        return str(obj)
+    try:
+        state = inspect(obj)
+    except Exception:                       # not a mapped object: its class name only
+        return type(obj).__name__
+    table = getattr(type(obj), "__tablename__", type(obj).__name__)
+    ident = _pk(obj)
+    values = []
+    for attr in state.mapper.column_attrs:
+        if attr.key in IGNORED or attr.key in MASKED or attr.key == "id":
+            continue
+        value = state.dict.get(attr.key)
+        if value is not None:
+            values.append(f"{attr.key}={value}")
+    return f"{table}#{ident or '?'} " + " ".join(values) if values else f"{table}#{ident or '?'}"
 
 
 def _text(value):
     if value is None:
         return None
     if isinstance(value, (list, tuple, set)):
-        return ",".join(sorted(str(v) for v in value))
-    return str(value)[:2000]
+        return _clean(",".join(sorted(_text(v) or "" for v in value)))[:2000]
+    if not isinstance(value, (str, int, float, bool)) and hasattr(type(value), "__table__"):
+        value = describe(value)
+    return _clean(str(value))[:2000]
 
 
 def event_row(action, entity=None, entity_id=None, field=None, old=None, new=None, school_id=None,
               user_id=None, username=None):
     uid, uname = _actor()
+    username = username if username is not None else uname
     return dict(at=clock.now(), user_id=user_id if user_id is not None else uid,
-                username=username if username is not None else uname, action=action, entity=entity,
+                username=None if username is None else _clean(str(username))[:128], action=action, entity=entity,
                 entity_id=None if entity_id is None else str(entity_id), field=field,
                 old_value=_text(old), new_value=_text(new), school_id=school_id, ip=_ip())
 
@@ -99,14 +133,14 @@ def _write_audit(session, flush_context):
     for obj in session.new:
         if _audited(obj):
             rows.append(event_row("insert", type(obj).__tablename__, _pk(obj), school_id=_school_of(obj),
-                                  new=str(obj)))
+                                  new=describe(obj)))
     for obj in session.dirty:
         if _audited(obj) and session.is_modified(obj):
             rows.extend(_changes(obj))
     for obj in session.deleted:
         if _audited(obj):
             rows.append(event_row("delete", type(obj).__tablename__, _pk(obj), school_id=_school_of(obj),
-                                  old=str(obj)))
+                                  old=describe(obj)))
     if rows:
         session.connection().execute(insert(AuditEvent), rows)
         if any(r["entity"] in ("ab_user", "ab_role") for r in rows):

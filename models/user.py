@@ -14,6 +14,9 @@ class XuejiUser(User):
     password_changed_on = Column(DateTime, nullable=True)
     must_change_password = Column(Boolean, nullable=False, default=True)
     locked_until = Column(DateTime, nullable=True)
+    # Bumped whenever every session and token of the account must end (注销, password change, disabled, locked,
+    # 全部下线); sessions and JWTs carry the value they were issued with and die when it no longer matches.
+    session_version = Column(Integer, nullable=False, default=0, server_default="0")
     school = relationship("School", foreign_keys=[school_id], lazy="joined")
     region = relationship("Region", foreign_keys=[region_code], lazy="joined")
 

@@ -110,8 +110,10 @@ def test_first_login_forces_a_password_change(app, world, client):
                        follow_redirects=True).get_data(as_text=True)
     assert "至少8位" in page
     client.post("/resetmypassword/form", data={"password": "Second#Pass9", "conf_password": "Second#Pass9"})
-    assert logged_in(client)
-    assert client.get("/api/v1/student/", headers=h).status_code == 200
+    assert logged_in(client)                 # the browser that changed it stays signed in …
+    assert client.get("/api/v1/student/", headers=h).status_code == 401     # … tokens of the old password die
+    token = api_login(client, "school_a1_new", "Second#Pass9").get_json()["access_token"]
+    assert client.get("/api/v1/student/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 def test_password_older_than_ninety_days_forces_a_change(app, world, client):

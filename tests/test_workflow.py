@@ -10,8 +10,25 @@ from models import AuditEvent, Student
 from models.requests import Request, RequestStep
 from tests.conftest import api_headers
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-PDF = b"%PDF-1.4\n%test\n"
+
+
+def _png() -> bytes:
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("RGB", (16, 12), (200, 40, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _pdf() -> bytes:
+    from pypdf import PdfWriter
+    writer, out = PdfWriter(), io.BytesIO()
+    writer.add_blank_page(width=595, height=842)
+    writer.write(out)
+    return out.getvalue()
+
+
+PNG = _png()          # real files: evidence is decoded, not only sniffed (app/evidence.py)
+PDF = _pdf()
 
 
 def upload(client, h, student_id, data=PNG, name="户口本.png"):

@@ -17,7 +17,7 @@ from views.base import XuejiModelView
 
 ACTION_LABELS = {"insert": _l("新增"), "update": _l("修改"), "delete": _l("删除"), "login": _l("登录"), "login_failed": _l("登录失败"),
                  "login_locked": _l("锁定中登录"), "lockout": _l("账号锁定"), "logout": _l("注销"), "role_change": _l("角色变更"),
-                 "export": _l("导出")}
+                 "export": _l("导出"), "signout_all": _l("全部下线")}
 
 
 class AuditView(XuejiModelView):
@@ -62,11 +62,12 @@ class HomeView(IndexView):
         counts, problem_count, waiting, returned, conflicts, incomplete = [], 0, [], [], [], 0
         if user is not None and user.is_authenticated:
             # 小学毕业生 (the county's roster) are no students of a 中学 here: counted apart, never as 毕业
-            q = apply_scope(select(Student.stage == "小学", Student.status, Student.needs_completion, func.count())
+            q = apply_scope(select(Student.stage, Student.status, Student.needs_completion, func.count())
                             .where(Student.deleted_at.is_(None))
-                            .group_by(Student.stage == "小学", Student.status, Student.needs_completion), Student)
+                            .group_by(Student.stage, Student.status, Student.needs_completion), Student)
             tally: dict[str, int] = {}
-            for primary, status, pending, n in db.session.execute(q).all():
+            for stage, status, pending, n in db.session.execute(q).all():
+                primary = stage == "小学"
                 key = "小学毕业生" if primary else status
                 tally[key] = tally.get(key, 0) + n
                 incomplete += n if pending and not primary else 0

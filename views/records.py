@@ -521,11 +521,10 @@ class SettingView(XuejiModelView):
 
     def pre_add(self, item):
         from app import settings
-        if item.key not in settings.DEFAULTS:
-            raise RuleError(f"未知参数“{item.key}”", code="invalid")
         scope = current_scope()
         if scope.kind == "region" and not item.region_code:
             item.region_code = scope.region_code
+        settings.validate(item, self.datamodel.session)     # the save rule's own message (FAB hides flush errors)
 
     pre_update = pre_add
 

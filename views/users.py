@@ -33,7 +33,8 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     datamodel = ScopedInterface(XuejiUser)
     class_permission_name = "User"
     method_permission_name = {"list": "read", "show": "read", "add": "write", "edit": "write",
-                              "delete": "delete", "userinfo": "userinfo", "download": "read"}
+                              "delete": "delete", "userinfo": "userinfo", "download": "read",
+                              "signout_all": "write"}
     base_filters = [["id", ScopeFilter, None]]
     list_title, show_title, add_title, edit_title = _l("账号"), _l("账号"), _l("新增账号"), _l("编辑账号")
     label_columns = USER_LABELS
@@ -71,6 +72,29 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     def unlock(self, items):
         n = accounts.unlock(self.datamodel.session, items if isinstance(items, list) else [items])
         flash(f"已解除 {n} 个账号的锁定", "success")
+        return redirect(self.get_redirect())
+
+
+    @action("signout_all", _l("全部下线"), _l("结束所选账号在所有浏览器和接口上的登录（须重新登录）？"), "fa-sign-out")
+    def signout_all(self, items):
+        """全部下线: every session and JWT of the chosen accounts ends at once (app.accounts); a bureau may do it
+        only to the school accounts it manages (the flush rule refuses the rest)."""
+        from flask import g
+        from app.errors import RuleError
+        from app.security import SESSION_VERSION_KEY
+        users = [u for u in (items if isinstance(items, list) else [items]) if u is not None]
+        session = self.datamodel.session
+        try:
+            n = accounts.sign_out_everywhere(session, users)
+        except RuleError as exc:
+            session.rollback()
+            flash(exc.message, "danger")
+            return redirect(self.get_redirect())
+        me = next((u for u in users if u.id == g.user.id), None)
+        if me is not None:                  # one's own: this browser stays signed in, every other one is out
+            from flask import session as browser
+            browser[SESSION_VERSION_KEY] = me.session_version
+        flash(f"已使 {n} 个账号全部下线", "success")
         return redirect(self.get_redirect())
 
 
