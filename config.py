@@ -4,6 +4,7 @@ DATABASE_URL      sqlite:///… (default: instance/xueji.db), postgresql+psycopg
 SECRET_KEY        if unset, generated once into instance/secret_key and reused
 RATELIMIT_STORAGE_URI  memory:// (one process) or redis://127.0.0.1:6379/0 (several gunicorn workers)
 PROXY_FIX_X_FOR   number of reverse proxies in front that set X-Forwarded-For/-Proto (default 0: trust none)
+EXCHANGE_KEY_PATH the installation's Ed25519 key for 跨省转学 packages (default instance/exchange_key, generated once)
 """
 import os
 import secrets
@@ -94,6 +95,10 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+    # Flask-Login's remember-me cookie (FAB signs in with remember=False; kept as strict if that ever changes)
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=30)
 
     WTF_CSRF_ENABLED = True
@@ -109,5 +114,13 @@ class Config:
     # Evidence and upload files live outside static/, served only through scoped downloads.
     UPLOAD_FOLDER = os.path.join(INSTANCE_DIR, "uploads")
     MAX_CONTENT_LENGTH = 12 * 1024 * 1024
+    # Hostile input is refused before any view reads it (app.errors.check_request): a body over MAX_CONTENT_LENGTH
+    # answers 413 unread, JSON (bodies and the API's ?q=) nested deeper than this answers 400, and a list page's
+    # psize_<View> is capped (FAB leaves it unbounded; its own choices stop at 100).
+    MAX_JSON_DEPTH = 32
+    MAX_LIST_PAGE_SIZE = 1000
+
+    # 跨省转学: this installation's signing key (generated once, 0600). Two installations on one machine need two.
+    EXCHANGE_KEY_PATH = os.environ.get("EXCHANGE_KEY_PATH") or os.path.join(INSTANCE_DIR, "exchange_key")
 
     DEMO_PASSWORD = "Xueji#2026"

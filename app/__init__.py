@@ -103,11 +103,10 @@ def _install_request_hooks(app: Flask) -> None:
         return None
 
 
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        return response
+    from app import security
+    app.jinja_env.globals["csp_nonce"] = security.csp_nonce     # FAB's baselib.get_nonce() prints it
+    app.after_request(security.audit_throttled_sign_in)
+    app.after_request(security.security_headers)
 
 
 MESSAGES = {400: _l("请求有误"), 403: _l("没有权限执行此操作"), 404: _l("页面或记录不存在"),
@@ -117,10 +116,10 @@ MESSAGES = {400: _l("请求有误"), 403: _l("没有权限执行此操作"), 404
 
 def _install_error_handlers(app: Flask) -> None:
     """Error pages in Chinese, never with SQL or a stack trace."""
-    def render(status, detail=None):
+    def render(status, detail=None, code=None):
         message = MESSAGES.get(status, _l("请求失败"))
         if request.path.startswith("/api/"):
-            return json_error(status, f"http_{status}", str(detail or message))
+            return json_error(status, code or f"http_{status}", str(detail or message))
         ab = app.appbuilder
         if "user" not in g:                 # errors raised before FAB's before_request (CSRF) have no g.user
             from flask_login import current_user
@@ -138,9 +137,24 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def server_error(exc):
-        from app.errors import RuleError
+        from app.errors import RuleError, client_fault
         db.session.rollback()
         if isinstance(exc, RuleError):
-            return render(exc.status, exc.message)
+            return render(exc.status, exc.message, exc.code)
+        fault = client_fault(exc)           # the database refused the client's value (out of range, too long)
+        if fault:
+            log.warning("input refused by the database on %s %s: %s", request.method, request.path,
+                        str(getattr(exc, "orig", exc)).splitlines()[0][:300])
+            return render(fault[0], fault[2], fault[1])
         log.exception("unhandled error")
         return render(500)
+
+    def check_input():
+        """Hostile input is refused before anything reads it (app.errors.check_request): first of all hooks,
+        so even the CSRF check never parses an oversized body."""
+        from app.errors import check_request
+        check_request(app, request)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, check_input)
+    from views.base import install_api_errors
+    install_api_errors(app)

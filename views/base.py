@@ -7,7 +7,9 @@
   scope, formula-safe, audited; list pages carry the export buttons (xueji/list.html)
 - REST errors as JSON {code, message} with the rule's status (422, 403, 404), never SQL
 """
+import json
 import os
+import re
 
 from flask import abort, current_app, flash, g, redirect, request, Response, send_file, stream_with_context, url_for
 from flask_appbuilder import ModelRestApi, ModelView
@@ -17,12 +19,13 @@ from flask_appbuilder.exceptions import FABException
 from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.views import expose
+from marshmallow import fields as ma_fields, validate as ma_validate
 from sqlalchemy import or_
 from werkzeug.exceptions import NotFound
 from werkzeug.utils import safe_join
 
 from app import audit, exportjobs
-from app.errors import RuleError, json_error
+from app.errors import INT_MAX, RuleError, client_fault, json_error
 from app.exports import MAX_ROWS, ExportSpec, csv_stream, export_rows, xlsx_file
 from app.roles import API_RW, VIEW_RW
 from app.scoping import ScopeFilter, apply_scope, current_scope
@@ -216,12 +219,48 @@ def _chinese_validation(response):
     return out
 
 
+class ZonedDateTime(ma_fields.DateTime):
+    """Stored datetimes are the server's local time without a zone (app.clock): the API says which zone
+    (ISO 8601 with its offset, +08:00 on a server set to China time) and takes any offset, stored as local."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.astimezone()
+        return super()._serialize(value, attr, obj, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        return result.astimezone().replace(tzinfo=None) if result.tzinfo is not None else result
+
+
+class NumberDecimal(ma_fields.Decimal):
+    """NUMERIC columns as JSON numbers (2.8), as the OpenAPI document declares them, not strings ("2.8")."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        out = super()._serialize(value, attr, obj, **kwargs)
+        return None if out is None else float(out)
+
+
+def _honest_fields(schema) -> None:
+    """Fields say what the columns hold: ids and other INTEGER columns within INTEGER's range (so an id beyond it
+    is a 422 on every database, not a DataError on two of them), datetimes with their zone, decimals as numbers."""
+    for field in schema._declared_fields.values():
+        if type(field) is ma_fields.Integer:
+            field.validators.append(ma_validate.Range(min=-INT_MAX - 1, max=INT_MAX))
+        elif type(field) is ma_fields.DateTime:
+            field.__class__ = ZonedDateTime
+        elif type(field) is ma_fields.Decimal:
+            field.__class__ = NumberDecimal
+
+
 class FkSchemaConverter(Model2SchemaConverter):
     """FAB's converter with include_fk: our APIs expose plain ids (school_id, class_id) instead of nesting."""
 
     def _meta_schema_factory(self, columns, model, class_mixin, parent_schema_name=None):
         schema = super()._meta_schema_factory(columns, model, class_mixin, parent_schema_name)
-        return type(schema.__name__, (schema,), {"Meta": type("Meta", (schema.Meta,), {"include_fk": True})})
+        schema = type(schema.__name__, (schema,), {"Meta": type("Meta", (schema.Meta,), {"include_fk": True})})
+        _honest_fields(schema)
+        return schema
 
 
 class XuejiApi(ModelRestApi):
@@ -276,6 +315,24 @@ class XuejiApi(ModelRestApi):
         return self.response(202, id=job.id, total=job.total, truncated=job.truncated,
                              status=f"/api/v1/exportjob/{job.id}/status")
 
+    # `_info` as it is answered: columns are lists of field descriptions (FAB documents them as objects)
+    openapi_spec_methods = {"info": {"get": {"responses": {200: {
+        "description": "表单字段、筛选条件与当前用户的权限",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/XuejiInfo"}}}}}}}}
+
+    def add_apispec_components(self, api_spec):
+        super().add_apispec_components(api_spec)
+        for name, schema in XUEJI_SCHEMAS.items():
+            if name not in api_spec.components.schemas:
+                api_spec.components.schema(name, schema)
+
+    def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
+        """FAB translates a missing description as gettext("") — the catalog's header: an empty one stays empty."""
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        info["description"] = str(self.description_columns.get(field.name) or "")
+        info["label"] = str(self.label_columns.get(field.name) or field.name)
+        return info
+
     def pre_add(self, item):
         default_school(item)
 
@@ -305,3 +362,157 @@ class XuejiApi(ModelRestApi):
 
     def delete_headless(self, pk):
         return self._guard(super().delete_headless, pk)
+
+
+# --- every API: errors in Chinese, client faults as 422, an OpenAPI document that says what is answered --------
+
+_FAB_400 = {"Not a valid rison/json argument": "查询参数q格式不正确（应为 rison 或 JSON）",
+            "Not a valid rison argument": "查询参数q格式不正确（应为 rison）",
+            "Request is not JSON": "请求体应为JSON", "Arguments are not correct": "请求参数有误"}
+
+
+def _field_text(fields) -> str:
+    parts = []
+    for field, messages in fields.items():
+        if isinstance(messages, dict):
+            messages = [_field_text(messages)]
+        messages = messages if isinstance(messages, list) else [messages]
+        parts.append(f"{field}：" + "、".join(FIELD_MESSAGES.get(str(m), str(m)) for m in messages))
+    return "；".join(parts)
+
+
+def _response_400(self, message=None):
+    if isinstance(message, dict):
+        return json_error(400, "bad_request", "请求参数有误：" + _field_text(message))
+    text = str(message or "")
+    if text.startswith("400 Bad Request"):
+        text = ""
+    return json_error(400, "bad_request", _FAB_400.get(text) or ("请求参数有误" + (f"：{text}" if text else "")))
+
+
+def _response_422(self, message=None):
+    if isinstance(message, dict):
+        return json_error(422, "invalid", "数据不符合要求：" + _field_text(message))
+    return json_error(422, "invalid", "数据不符合要求" + (f"：{message}" if message else ""))
+
+
+def _response_500(self, message=None):
+    """Called by FAB's @safe inside its `except Exception`: the exception is still current."""
+    import logging
+    import sys
+    from app.extensions import db
+    exc = sys.exc_info()[1]
+    db.session.rollback()
+    fault = client_fault(exc) if exc is not None else None
+    if fault:
+        logging.getLogger(__name__).warning("input refused by the database on %s %s: %s", request.method,
+                                            request.path, str(getattr(exc, "orig", exc)).splitlines()[0][:300])
+        return json_error(*fault)
+    return json_error(500, "internal", "系统内部错误，请稍后再试或联系管理员")
+
+
+def install_api_errors(app) -> None:
+    """Every API (FAB's BaseApi, so also those not derived from XuejiApi) answers errors as {code, message} in
+    Chinese, a DataError caused by the client's value as 422 instead of FAB's 500 "Fatal error", and serves an
+    OpenAPI document finished by finish_openapi()."""
+    from flask_appbuilder.api import BaseApi
+    if not getattr(BaseApi, "_xueji_errors", False):
+        BaseApi.response_400 = _response_400
+        BaseApi.response_422 = _response_422
+        BaseApi.response_500 = _response_500
+        BaseApi.response_401 = lambda self: json_error(401, "unauthorized", "未登录或登录已过期，请重新登录")
+        BaseApi.response_403 = lambda self: json_error(403, "forbidden", "没有权限执行此操作")
+        BaseApi.response_404 = lambda self: json_error(404, "not_found", "记录不存在或不在您的管辖范围内")
+        BaseApi._xueji_errors = True
+    view = app.view_functions.get("OpenApi.get")
+    if view is not None and not getattr(view, "_xueji_finished", False):
+        def openapi(version):
+            resp = view(version)
+            if getattr(resp, "status_code", None) == 200 and resp.is_json:
+                resp.set_data(json.dumps(finish_openapi(resp.get_json(), app), ensure_ascii=False))
+            return resp
+        openapi._xueji_finished = True
+        app.view_functions["OpenApi.get"] = openapi
+
+
+ERROR_BODY = {"type": "object", "required": ["message"],
+              "properties": {"code": {"type": "string", "description": "稳定的英文错误代码"},
+                             "message": {"type": "string", "description": "中文说明"}}}
+ERROR_TEXT = {400: "请求有误：含NUL或不成对代理字符、分页或查询参数q格式错误、JSON无效或嵌套过深",
+              401: "未登录或令牌已失效", 403: "没有权限", 404: "记录不存在或不在管辖范围内",
+              409: "与当前状态冲突（已被他人处理、在办业务、重复等）",
+              413: "请求体超过 MAX_CONTENT_LENGTH", 422: "数据不符合要求（字段校验或值超出范围）",
+              429: "操作太频繁或导出任务过多", 500: "系统内部错误"}
+FIELD_INFO = {"type": "object", "properties": {
+    "name": {"type": "string"}, "label": {"type": "string"}, "description": {"type": "string"},
+    "type": {"type": "string"}, "required": {"type": "boolean"}, "unique": {"type": "boolean"},
+    "validate": {"type": "array", "items": {"type": "string"}}, "count": {"type": "integer"},
+    "values": {"type": "array", "items": {"type": "object"}}}}
+XUEJI_SCHEMAS = {"XuejiInfo": {"type": "object", "properties": {
+    "add_columns": {"type": "array", "items": FIELD_INFO},
+    "edit_columns": {"type": "array", "items": FIELD_INFO},
+    "add_title": {"type": "string"}, "edit_title": {"type": "string"},
+    "filters": {"type": "object", "additionalProperties": {"type": "array", "items": {
+        "type": "object", "properties": {"name": {"type": "string"}, "operator": {"type": "string"}}}}},
+    "permissions": {"type": "array", "items": {"type": "string"}}}},
+    "XuejiRequestState": {"type": "object", "properties": {"result": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "state": {"type": "string"}, "step_seq": {"type": "integer", "nullable": True}}}}}}
+_PATH_PARAM = re.compile(r"{([^}]+)}")
+_RULE_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": INT_MAX}
+
+
+def finish_openapi(spec: dict, app) -> dict:
+    """What the generated document leaves out or gets wrong, fixed for every operation at once:
+    path parameters declared (integers within INTEGER's range where the route converts to int), ids in answers
+    as integers, and the answers the request-level checks and error handlers can give (400, 401/403 when signed
+    in, 404 with an id in the path or a body naming rows, 413 with a body, 422) with their {code, message} body."""
+    from werkzeug.routing import IntegerConverter
+    int_params = {}                 # path template → parameters some route of it converts to int (FAB: <int:pk>)
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/"):
+            names = int_params.setdefault(_RULE_PARAM.sub(r"{\1}", rule.rule), set())
+            names.update(n for n, c in rule._converters.items() if isinstance(c, IntegerConverter))
+    responses = spec.setdefault("components", {}).setdefault("responses", {})
+    for status, text in ERROR_TEXT.items():
+        responses[str(status)] = {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
+    for path, item in spec.get("paths", {}).items():
+        names = _PATH_PARAM.findall(path)
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "delete", "patch") or not isinstance(op, dict):
+                continue
+            params = op.setdefault("parameters", [])
+            for name in names:
+                schema = dict(ID_SCHEMA) if name in int_params.get(path, ()) or name == "pk" else \
+                    {"type": "string"}
+                declared = [p for p in params if p.get("in") == "path" and p.get("name") == name]
+                if declared:
+                    declared[0]["schema"], declared[0]["required"] = schema, True
+                else:
+                    params.append({"in": "path", "name": name, "required": True, "schema": schema})
+            answers = op.setdefault("responses", {})
+            if "/security/" not in path and not op.get("security"):
+                op["security"] = [{"jwt": []}]          # every route outside sign-in is @protect()ed
+            if not any(str(code).startswith("2") for code in answers):
+                # a route without its own documentation: it answers success, not described further
+                for code in ("200", "201") if method == "post" else ("200",):
+                    answers[code] = {"description": "成功（此接口未单独描述应答内容）"}
+            wanted = [400, 422]
+            if op.get("security"):
+                wanted += [401, 403]
+            if names or method in ("post", "put", "delete"):
+                wanted.append(404)
+            if method in ("post", "put", "patch"):
+                wanted += [409, 413]
+            if method == "delete":
+                wanted.append(409)
+            for status in wanted:
+                answers.setdefault(str(status), {"$ref": f"#/components/responses/{status}"})
+            for status, answer in answers.items():
+                schema = (((answer or {}).get("content") or {}).get("application/json") or {}).get("schema") or {}
+                props = schema.get("properties") or {}
+                if (props.get("id") or {}).get("type") == "string":
+                    props["id"] = {"type": "integer", "description": props["id"].get("description", "")}
+                if ((props.get("ids") or {}).get("items") or {}).get("type") == "string":
+                    props["ids"]["items"] = {"type": "integer"}
+    return spec
