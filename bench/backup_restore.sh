@@ -3,13 +3,14 @@
 #
 #   bench/backup_restore.sh [SOURCE_DB] [UPLOAD_FOLDER]
 #
-# 1. backup:  pg_dump -Fc of SOURCE_DB (default `load`) taken from an exported snapshot, then a tar.gz of the
-#             upload folder (evidence files; default instance/load/uploads, the folder `make load` serves)
-#             taken after the dump, so every evidence row in the dump has its file in the tar;
+# 1. backup:  pg_dump -Fc of SOURCE_DB (default `load`) taken from an exported snapshot, then a tar.gz of every
+#             stored file (evidence, kept imports, exports; default instance/load/uploads, the folder `make load`
+#             serves) listed with its SHA-256 after the dump, so every evidence row in the dump has its file;
 # 2. restore: into the scratch database RESTORE_DB (default `restore_check`, dropped and created), files into a
 #             scratch folder;
-# 3. verify:  exact row counts of every table, counted in the dump's own snapshot, against the restored database,
-#             and every evidence row of the restored database against the restored files.
+# 3. verify:  by content: every table's row count and a checksum of all its rows (md5 of each row's text, summed
+#             in a fixed order), taken in the dump's own snapshot, against the restored database; every restored
+#             file's SHA-256 against the list taken at backup; every evidence row against its file's SHA-256.
 # Exit status 0 when everything matches. Environment: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres),
 # RESTORE_DB, BACKUP_DIR (default instance/load/backups/<time>), KEEP=1 keeps the restored database.
 set -euo pipefail
@@ -36,10 +37,13 @@ trap 'rm -rf "$WORK"; [ -n "${SNAP_PID:-}" ] && kill "$SNAP_PID" 2>/dev/null || 
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-# exact count(*) of every table of the public schema, one "table|rows" line each
-COUNTS_SQL="SELECT table_name || '|' || (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I',
-  table_schema, table_name), false, true, '')))[1]::text FROM information_schema.tables
+# every table of the public schema, one "table|rows|checksum" line each: the checksum is the md5 of the rows' own
+# md5s in sorted order, so it depends on every value of every row but not on the physical order of the rows
+COUNTS_SQL="SELECT table_name || '|' || (xpath('/row/c/text()', query_to_xml(format(
+  'SELECT count(*)::text || ''|'' || coalesce(md5(string_agg(md5(t::text), '''' ORDER BY md5(t::text))), ''-'') AS c
+   FROM %I.%I t', table_schema, table_name), false, true, '')))[1]::text FROM information_schema.tables
   WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name;"
+manifest() { (cd "$1" && find . -type f ! -name '*.part' -print0 | sort -z | xargs -0 -r sha256sum); }
 
 # --- 1. backup --------------------------------------------------------------------------------------------
 # A session holds a REPEATABLE READ transaction open and exports its snapshot: pg_dump dumps exactly that
@@ -56,7 +60,10 @@ t0=$(now)
 pg_dump -Fc --snapshot="$SNAPSHOT" -d "$SRC_DB" -f "$DUMP"
 t1=$(now)
 printf 'COMMIT;\n\\q\n' >&"${SNAP[1]}"; wait "$SNAP_PID" 2>/dev/null || true; SNAP_PID=
-tar -czf "$FILES" -C "$UPLOADS" .
+manifest "$UPLOADS" > "$BACKUP_DIR/files.sha256"
+# exactly the files listed (a file written meanwhile belongs to the next backup)
+awk '{ sub(/^[0-9a-f]+  /, ""); print }' "$BACKUP_DIR/files.sha256" > "$WORK/files.list"
+tar -czf "$FILES" -C "$UPLOADS" -T "$WORK/files.list"
 t2=$(now)
 
 # --- 2. restore -------------------------------------------------------------------------------------------
@@ -75,16 +82,23 @@ status=0
 tables=$(wc -l < "$WORK/source.counts")
 rows=$(awk -F'|' '{ s += $2 } END { print s + 0 }' "$WORK/source.counts")
 if ! diff -u "$WORK/source.counts" "$WORK/restored.counts" > "$WORK/counts.diff"; then
-  echo "ROW COUNTS DIFFER:"; cat "$WORK/counts.diff"; status=1
+  echo "TABLE CONTENTS DIFFER (table|rows|checksum):"; cat "$WORK/counts.diff"; status=1
 fi
-psql -XAtq -d "$RESTORE_DB" -c "SELECT stored_name FROM evidence ORDER BY 1" > "$WORK/evidence.rows"
+manifest "$WORK/uploads" > "$WORK/restored.sha256"
+if ! diff -u "$BACKUP_DIR/files.sha256" "$WORK/restored.sha256" > "$WORK/files.diff"; then
+  echo "FILES DIFFER:"; head -20 "$WORK/files.diff"; status=1
+fi
+psql -XAtq -F ' ' -d "$RESTORE_DB" -c "SELECT sha256, stored_name FROM evidence ORDER BY 2" > "$WORK/evidence.rows"
 evidence_rows=$(wc -l < "$WORK/evidence.rows")
 missing=0
-while read -r name; do
-  [ -f "$WORK/uploads/evidence/$name" ] || { missing=$((missing + 1)); [ $missing -le 5 ] && echo "missing file: $name"; }
+while read -r sum name; do
+  file="$WORK/uploads/evidence/$name"
+  if [ ! -f "$file" ] || [ "$(sha256sum "$file" | cut -d' ' -f1)" != "$sum" ]; then
+    missing=$((missing + 1)); [ $missing -le 5 ] && echo "evidence file missing or changed: $name"
+  fi
 done < "$WORK/evidence.rows"
 [ "$missing" -eq 0 ] || status=1
-files=$(find "$WORK/uploads" -type f | wc -l)
+files=$(wc -l < "$BACKUP_DIR/files.sha256")
 
 main() { grep -E "^$1\|" "$WORK/source.counts" | cut -d'|' -f2; }
 echo
@@ -93,8 +107,10 @@ echo "  dump      $(du -h "$DUMP" | cut -f1)  pg_dump -Fc in $(secs "$t0" "$t1")
 echo "  files     $(du -h "$FILES" | cut -f1)  tar.gz of $files files in $(secs "$t1" "$t2") s"
 echo "  restore   pg_restore -j 2 into '$RESTORE_DB' in $(secs "$t3" "$t4") s, files in $(secs "$t4" "$t5") s"
 echo "  compared  $tables tables, $rows rows (student $(main student), wf_request $(main wf_request)," \
-     "audit_event $(main audit_event), evidence $(main evidence)): $([ -s "$WORK/counts.diff" ] && echo DIFFERENT || echo all equal)"
-echo "  evidence  $evidence_rows rows, $missing without their file"
+     "audit_event $(main audit_event), evidence $(main evidence)) by count and row checksum:" \
+     "$([ -s "$WORK/counts.diff" ] && echo DIFFERENT || echo all equal)"
+echo "  files     $files by SHA-256: $([ -s "$WORK/files.diff" ] && echo DIFFERENT || echo all equal)"
+echo "  evidence  $evidence_rows rows, $missing without their file or with another content"
 echo "  result    $([ $status -eq 0 ] && echo OK || echo FAILED)"
 [ "${KEEP:-0}" = 1 ] || dropdb --if-exists "$RESTORE_DB"
 exit $status
