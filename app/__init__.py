@@ -45,6 +45,8 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
+    from app import uploads
+    uploads.clean_scratch(app)          # a killed worker's scratch files (names, ID numbers) do not outlive it
 
     db.init_app(app)
     csrf.init_app(app)          # before AppBuilder: FAB exempts its API blueprints only if csrf exists
