@@ -61,7 +61,7 @@ class Config:
     # Alembic owns every table, FAB's ab_* included (FAB5-NOTES §6): FAB must not create tables at boot.
     FAB_CREATE_DB = _env_bool("FAB_CREATE_DB", False)
     FAB_UPDATE_PERMS = _env_bool("FAB_UPDATE_PERMS", False)
-    FAB_SECURITY_MANAGER_CLASS = "app.security.XuejiSecurityManager"
+    FAB_SECURITY_MANAGER_CLASS = "views.security.XuejiSecurityManager"
     FAB_ADD_SECURITY_API = False          # user/role admin goes through the scoped views only
     FAB_API_SWAGGER_UI = True
     FAB_API_MAX_PAGE_SIZE = 100

@@ -1,4 +1,4 @@
-"""XuejiSecurityManager: FAB's SQLA security manager plus the 学籍 security policy.
+"""XuejiSecurityPolicy: FAB's SQLA security manager plus the 学籍 security policy (views.security wires its screens).
 
 - accounts carry a scope (models.user.XuejiUser); the user screens are scoped (views.users)
 - password policy on every path that sets one; first-login and 90-day forced change
@@ -15,18 +15,12 @@ import time
 from datetime import timedelta
 
 from flask import abort, current_app, g, has_request_context, request, session as flask_session
-from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.utils import is_null_password
-from flask_appbuilder.security.views import AuthDBView, ResetMyPasswordView, ResetPasswordView
-from flask_appbuilder.utils.limit import Limit
-from flask_appbuilder.views import expose
-from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
 from app import audit, clock
 from app.errors import RuleError, json_error
-from app.i18n import _l
 from app.passwords import password_problem
 from models.user import XuejiUser
 
@@ -49,56 +43,10 @@ def clear_permission_cache() -> None:
         _cache().clear()
 
 
-class RateLimitedSecurityApi(SecurityApi):
-    """/api/v1/security/login and /refresh, throttled per client address like the web form."""
-    limits = [Limit(lambda: current_app.config["AUTH_RATE_LIMIT"], key_func=get_remote_address,
-                    methods=("POST",))]
-
-
-class XuejiAuthDBView(AuthDBView):
-    @expose("/logout/")
-    def logout(self):
-        response = super().logout()    # ends every session and token of the account (on_user_logout)
-        flask_session.clear()          # 注销 clears the whole session, not only the login
-        return response
-
-
-class XuejiResetMyPasswordView(ResetMyPasswordView):
-    form_title = _l("修改密码")
-    message = _l("密码已修改")
-
-
-class XuejiResetPasswordView(ResetPasswordView):
-    form_title = _l("重置密码（用户下次登录时须修改）")
-    message = _l("密码已重置")
-
-    def form_post(self, form):
-        from flask import abort, request
-        from app.scoping import apply_scope
-        # resetting another user's password is a write on that user: same scope rules
-        pk = request.args.get("pk")
-        q = apply_scope(self.appbuilder.sm.session.query(XuejiUser).filter(XuejiUser.id == pk), XuejiUser)
-        if q.one_or_none() is None:
-            abort(404)
-        return super().form_post(form)
-
-
-class XuejiSecurityManager(SecurityManager):
+class XuejiSecurityPolicy(SecurityManager):
+    """The policy half of the security manager; views/security.py adds the screens it serves (no arrow from app/
+    up into views/)."""
     user_model = XuejiUser
-    security_api = RateLimitedSecurityApi
-    authdbview = XuejiAuthDBView
-    resetmypasswordview = XuejiResetMyPasswordView
-    resetpasswordview = XuejiResetPasswordView
-
-    def __init__(self, appbuilder):
-        from views.users import ProfileEditView, XuejiUserView
-        self.userdbmodelview = XuejiUserView
-        self.userinfoeditview = ProfileEditView
-        super().__init__(appbuilder)
-        # FAB's SQLA manager hands its user views a plain SQLAInterface: put the scoped one back.
-        from app.scoping import ScopedInterface
-        self.userdbmodelview.datamodel = ScopedInterface(self.user_model)
-        self.userstatschartview.datamodel = ScopedInterface(self.user_model)
 
     # --- sessions and tokens: one version per account -------------------------------------------------
     def create_login_manager(self, app):
