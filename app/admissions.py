@@ -325,7 +325,8 @@ def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool) -> t
     session.flush()
     if batch.method == "自主招生":
         req = workflow.file(session, actor, "admission_batch", None,
-                            {"batch_id": batch.id, "rows": len(valid)}, (), None, school_id=batch.school_id)
+                            {"batch_id": batch.id, "rows": len(valid)}, (), None, school_id=batch.school_id,
+                            commit=False)                 # one transaction: admissions, list and its request
         batch.request_id = req.id
         session.execute(update(Admission).where(Admission.batch_id == batch.id).values(request_id=req.id)
                         .execution_options(synchronize_session=False))
@@ -395,9 +396,10 @@ def confirm(session, actor, school_id: int, admission_ids) -> int:
         adm.state = TO_REVIEW
     session.flush()
     req = workflow.file(session, actor, "admission_batch", None, {"admission_ids": ids, "rows": len(ids)}, (),
-                        None, school_id=school_id)
+                        None, school_id=school_id, commit=False)
     for adm in rows:
         adm.request_id = req.id
+    session.commit()                              # the confirmation and its review request, in one transaction
     return len(rows)
 
 

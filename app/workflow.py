@@ -171,9 +171,10 @@ def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind) -> 
 
 
 def file(session, actor, kind_code: str, student: Student | None, payload: dict, evidence_ids=(), comment=None,
-         school_id: int | None = None) -> Request:
-    """提交: validate, lock the student (在办业务), open the first step. Commits. Requests about a school rather
-    than a student (招生计划数变更, an admission batch) pass student=None and the school's id."""
+         school_id: int | None = None, commit: bool = True) -> Request:
+    """提交: validate, lock the student (在办业务), open the first step. Commits, unless a service that files as
+    part of its own transaction (an admission list) passes commit=False and commits once itself. Requests about a
+    school rather than a student (招生计划数变更, an admission batch) pass student=None and the school's id."""
     kind = KINDS[kind_code]
     counterpart = None
     if kind.between_schools:                 # the filer's school files; the student is the other school's
@@ -207,7 +208,10 @@ def file(session, actor, kind_code: str, student: Student | None, payload: dict,
         raise RuleError("2002：该生刚刚已有其他在办业务提交，办结或撤销后才能提交新的申请", code="2002") from None
     _attach_evidence(session, actor, req, evidence_ids, kind)
     _history(session, req, 0, "提交", actor, "提交", comment, role=kind.filer_role)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return req
 
 

@@ -260,7 +260,6 @@ class AdmissionView(XuejiModelView):
         try:
             scope = current_scope()
             n = admissions.confirm(db.session, g.user, scope.school_id, [i.id for i in items])
-            db.session.commit()
             flash(f"已确认{n}名学生，等待区县教育局审核", "success")
         except RuleError as exc:
             db.session.rollback()
