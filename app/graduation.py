@@ -1,41 +1,84 @@
 """毕业 (DOMAIN.md §7): the school picks its graduating grade, sees who graduates and who is blocked (在办业务,
 问题学籍, a status other than 在校), and confirms. 义务教育 (初中) graduates at once; 高中 needs the county's
 approval (request kind "graduation"), and may also record 结业 or 肄业. Certificate numbers follow the setting
-graduation.cert_pattern. The county can roll graduates back (毕业生回退). All writes are set-based."""
+graduation.cert_pattern. Graduation is done only inside the season window (setting calendar.graduation_window), in
+`graduate` itself, so the web page and any other caller are refused alike. The county can roll graduates back
+(毕业生回退). All writes are set-based."""
 from sqlalchemy import bindparam, insert, select, update
 
 from app import clock, schoolyear, settings
 from app.audit import event_row
+from app.statuschange import in_window
 from app.errors import RuleError
 from app.workflow import Kind, register
-from models import AuditEvent, School, Student
+from models import AuditEvent, School, SchoolClass, Student
 from models.requests import OPEN_STATES, Problem, Request
 from models.student import Enrollment
 
 OUTCOMES = ("毕业", "结业", "肄业")          # 结业 / 肄业 for 高中 only
 
 
+def _md(text: str) -> str:
+    month, day = text.split("-")
+    return f"{int(month)}月{int(day)}日"
+
+
+def window_of(session, county_code) -> tuple[str, bool]:
+    """The graduation season as words (“6月1日至7月30日”) and whether today is inside it."""
+    window = settings.get(session, "calendar.graduation_window", county_code)
+    start, end = window.split("..")
+    return f"{_md(start)}至{_md(end)}", in_window(window, clock.today())
+
+
+def check_window(session, county_code) -> None:
+    words, open_ = window_of(session, county_code)
+    if not open_:
+        raise RuleError(f"毕业只能在每年{words}办理（参数 calendar.graduation_window），今天（{clock.today():%Y-%m-%d}）"
+                        "不在此期间", code="calendar_closed")
+
+
 def preview(session, school_id: int, stage: str) -> dict:
-    """The graduating grade of a school: eligible students and the blocked ones with their reasons.
-    Three queries whatever the grade's size: the students, their open requests, their open problems."""
+    """The graduating grade of a school: eligible students and the blocked ones with their reasons, and the same
+    grouped by class (blocked first in each class) with counts. Three queries whatever the grade's size: the
+    students with their class, their open requests, their open problems."""
     school = session.get(School, school_id)
     year = schoolyear.current(session, school.county_code)
     cohort = year - 2
-    rows = session.execute(select(Student.id, Student.name, Student.xjh, Student.status).where(
+    rows = session.execute(select(Student.id, Student.name, Student.xjh, Student.status, Student.class_id,
+                                  SchoolClass.name.label("class_name"), SchoolClass.class_no)
+                           .outerjoin(SchoolClass, SchoolClass.id == Student.class_id).where(
         Student.school_id == school_id, Student.stage == stage, Student.cohort_year == cohort,
-        Student.deleted_at.is_(None), Student.status.not_in(OUTCOMES)).order_by(Student.id)).all()
+        Student.deleted_at.is_(None), Student.status.not_in(OUTCOMES))
+        .order_by(SchoolClass.class_no, Student.id)).all()
     ids = [r.id for r in rows]
     busy = set(session.scalars(select(Request.student_id).where(Request.student_id.in_(ids),
                                                                 Request.state.in_(OPEN_STATES)))) if ids else set()
     flagged = set(session.scalars(select(Problem.student_id).where(Problem.student_id.in_(ids),
                                                                    Problem.current == 1))) if ids else set()
-    eligible, blocked = [], []
+    eligible, blocked, classes = [], [], {}
     for r in rows:
         reasons = ([f"学籍状态为{r.status}"] if r.status != "在校" else []) + \
             (["有在办业务"] if r.id in busy else []) + (["问题学籍未处理"] if r.id in flagged else [])
-        (blocked if reasons else eligible).append((r, "、".join(reasons)))
+        entry = (r, "、".join(reasons))
+        (blocked if reasons else eligible).append(entry)
+        group = classes.setdefault(r.class_id, {"name": r.class_name or "未分班", "eligible": [], "blocked": []})
+        group["blocked" if reasons else "eligible"].append(entry)
+    window, window_open = window_of(session, school.county_code)
+    blocked_reasons = list(dict.fromkeys(x for _, why in blocked for x in why.split("、")))
     return {"school": school, "stage": stage, "year": year, "cohort": cohort, "eligible": eligible,
-            "blocked": blocked}
+            "blocked": blocked, "classes": list(classes.values()),
+            "class_count": sum(1 for c in classes.values() if c["eligible"]), "blocked_reasons": blocked_reasons,
+            "window": window, "window_open": window_open}
+
+
+def confirm_text(plan: dict) -> str:
+    """What the confirmation asks, with the numbers: “将为3个班共126名学生办理毕业，2名学生因有在办业务不能毕业”."""
+    n, classes = len(plan["eligible"]), plan["class_count"]
+    text = (f"将为{classes}个班共{n}名学生提交毕业申请（须经区县教育局审核）" if plan["stage"] == "高中"
+            else f"将为{classes}个班共{n}名学生办理毕业")
+    if plan["blocked"]:
+        text += f"，{len(plan['blocked'])}名学生因{'、'.join(plan['blocked_reasons'])}不能毕业"
+    return text + "。确定吗？"
 
 
 def _outcomes(stage: str, student_ids, outcomes: dict | None) -> dict[int, str]:
@@ -52,6 +95,7 @@ def _outcomes(stage: str, student_ids, outcomes: dict | None) -> dict[int, str]:
 def graduate(session, actor, school_id: int, stage: str, outcomes: dict | None = None):
     """Confirm the preview. 初中: applied now. 高中: files the county approval request. Returns (n, request)."""
     from app import workflow
+    check_window(session, session.get(School, school_id).county_code)
     plan = preview(session, school_id, stage)
     ids = [r.id for r, _ in plan["eligible"]]
     if not ids:

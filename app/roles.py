@@ -58,16 +58,19 @@ ROLE_PERMISSIONS = {
         ("can_withdraw", "Request"),      # withdraw / resubmit the 跨省转出 it imported (app.workflow decides)
         ("can_import", "Admission"), ("can_import", "PrimaryRoster"),
     ] + _menus(*RECORD_MENUS, "Regions", "Audit", "List Users", "Security", "Settings", "AdmissionImport",
-               "Exchange", "PrimaryRoster", "PrimaryGraduates"),
+               "Exchange", "PrimaryRoster", "PrimaryGraduates")
+    + _menus("GraduationCounty", "Promote", "ClearBusiness", "GraduateRollback"),   # 毕业升级 (can_promote … above)
     ROLE_BUREAU_REVIEWER: PROFILE + READ_RECORDS + DECIDE + [(R, "Audit"), ("can_detect", "Problem"),
                                                              ("can_clear", "Request"), ("can_arbitrate", "Admission")]
-    + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings", "PrimaryGraduates"),
+    + _menus(*RECORD_MENUS, "Regions", "Audit", "Security", "Settings", "PrimaryGraduates")
+    + _menus("GraduationCounty", "ClearBusiness", "GraduationReview"),     # 毕业升级: it clears and decides
     ROLE_SCHOOL_REGISTRAR: PROFILE + READ_RECORDS + [
         (W, "School"), (W, "SchoolClass"), (D, "SchoolClass"), (W, "Student"), (W, "Guardian"), (D, "Guardian"),
         ("can_file", "Request"), ("can_withdraw", "Request"), ("can_handle", "Problem"), ("can_detect", "Problem"), ("can_import", "Admission"),
         ("can_confirm", "Admission"), ("can_change", "Quota"), ("can_graduate", "Graduation"),
         ("can_exchange", "Request")]
-    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation", "Exchange", "Incomplete"),
+    + _menus(*RECORD_MENUS, "AdmissionImport", "Placement", "Transfer", "Graduation", "Exchange", "Incomplete")
+    + _menus("StatusChange"),                   # 学籍管理 → 学籍异动 (can_file above)
     ROLE_SCHOOL_LEADER: PROFILE + READ_RECORDS + DECIDE + _menus(*RECORD_MENUS, "Incomplete"),
 }
 

@@ -32,6 +32,9 @@ DEFAULTS = {
     "calendar.school_year": "",                     # the county's current 学年 (set by 升级); empty: by date
     "calendar.admission_switch": "07-01",           # from this day the next year's entrants are admitted
     "graduation.cert_pattern": "{school_code}{year}{serial:04d}",   # 毕业证号 (no national K-12 format)
+    # 毕业 only in this season: DOMAIN §7 national calendar (教基司厅函〔2017〕23号) has schools finish 毕业/结业 by 7/30;
+    # the start (June, the school year's last month) is ours [I]. A county may move it.
+    "calendar.graduation_window": "06-01..07-30",
     "rules.no_transfer_entry_first_term": "1",      # none in the entry grade's first term
     "rules.no_transfer_graduating_last_term": "1",  # none in the graduating grade's last term
     "exchange.package_days": "30",                  # 跨省转学 packages are refused after this many days

@@ -68,37 +68,90 @@ def in_window(window: str, today: date) -> bool:
     return start <= md <= end if start <= end else (md >= start or md <= end)
 
 
-def validate(session, student: Student, payload: dict) -> None:
-    kind = TYPES.get(payload.get("type"))
-    if kind is None:
-        raise RuleError("请选择学籍异动类型", code="invalid")
+class _Now:
+    """What the rules need to know about a student today, looked up once (the county, today, the school year,
+    the settings, the 问题学籍 check) whether one type is checked (`validate`) or all of them (`available_types`)."""
+
+    def __init__(self, session, student: Student):
+        self.session, self.student = session, student
+        self.county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+        self.today, self.year = clock.today(), schoolyear.current(session, self.county)
+        self._settings, self._problem = {}, False
+
+    def setting(self, key: str) -> str:
+        if key not in self._settings:
+            self._settings[key] = _setting(self.session, key, self.county)
+        return self._settings[key]
+
+    def problem(self) -> None:
+        """problems.blocks, asked once: raises its RuleError (2003) again on every later call."""
+        if self._problem is False:
+            try:
+                problems.blocks(self.session, self.student.id)
+                self._problem = None
+            except RuleError as exc:
+                self._problem = exc
+        if self._problem is not None:
+            raise self._problem
+
+
+def _check(kind: ChangeType, now: _Now) -> None:
+    """Every rule that decides whether this student may have `kind` now, before any form value is looked at.
+    Raises the first RuleError that applies. `validate` (filing, final approval) and `available_types` (the
+    学籍异动 start page) both run exactly this, so a type is offered only when filing it could pass."""
+    student, year = now.student, now.year
     if student.deleted_at is not None:
         raise RuleError("该学籍已删除", code="deleted")
     if student.status not in kind.from_status:
         need = "、".join(kind.from_status)
         raise RuleError(f"该生学籍状态为“{student.status}”，不能办理{kind.name}（须为{need}）", code="wrong_status")
-    problems.blocks(session, student.id)
-    county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
-    today, year = clock.today(), schoolyear.current(session, county)
-    if graduating(student, year) and in_window(_setting(session, "calendar.graduating_freeze", county), today):
+    now.problem()
+    if graduating(student, year) and in_window(now.setting("calendar.graduating_freeze"), now.today):
         raise RuleError("毕业年级学生在7月1日至8月14日期间不能办理新的业务", code="calendar_closed")
     if kind.name in ("退学", "开除") and student.stage in COMPULSORY and \
-            _setting(session, "rules.compulsory_no_withdrawal", county) == "1":
+            now.setting("rules.compulsory_no_withdrawal") == "1":
         raise RuleError(f"义务教育阶段学生不能办理{kind.name}", code="compulsory")
     if kind.name == "留级":
-        if student.stage in COMPULSORY and _setting(session, "rules.no_repeat_compulsory", county) == "1":
+        if student.stage in COMPULSORY and now.setting("rules.no_repeat_compulsory") == "1":
             raise RuleError("义务教育阶段原则上不办理留级", code="no_repeat")
-        if graduating(student, year) and _setting(session, "rules.no_repeat_graduating", county) == "1":
+        if graduating(student, year) and now.setting("rules.no_repeat_graduating") == "1":
             raise RuleError("毕业年级不办理留级", code="no_repeat")
     if kind.name == "跳级":
-        if _setting(session, "rules.skip_once_per_stage", county) == "1" and _skipped_before(session, student):
+        if now.setting("rules.skip_once_per_stage") == "1" and _skipped_before(now.session, student):
             raise RuleError("同一学段只能跳级一次", code="skip_once")
         if graduating(student, year):
             raise RuleError("毕业年级不能跳级", code="invalid")
+
+
+def validate(session, student: Student, payload: dict) -> None:
+    kind = TYPES.get(payload.get("type"))
+    if kind is None:
+        raise RuleError("请选择学籍异动类型", code="invalid")
+    _check(kind, _Now(session, student))
     if not payload.get("date"):
         raise RuleError("请填写异动日期", code="required")
     if kind.needs_class:
         _target_class(session, student, kind, payload)
+
+
+def available_types(session, student: Student) -> list[tuple[ChangeType, str | None]]:
+    """Every 异动 type with None when this student may have it now, else the reason it is not offered: the
+    在办业务 lock (2002, as `workflow.file` refuses it), then the same `_check` that `validate` runs."""
+    from app.workflow import open_request
+    busy = open_request(session, student.id)
+    now = _Now(session, student)
+    out = []
+    for kind in TYPES.values():
+        if busy is not None:
+            out.append((kind, f"2002：该生有在办业务（#{busy.id} {busy.summary}，{busy.state}），"
+                              "办结或撤销后才能提交新的申请"))
+            continue
+        try:
+            _check(kind, now)
+            out.append((kind, None))
+        except RuleError as exc:
+            out.append((kind, exc.message))
+    return out
 
 
 def _skipped_before(session, student) -> bool:
@@ -143,8 +196,26 @@ register(Kind(code="status_change", title="学籍异动", chain="status_change",
               describe=describe))
 
 
-def allowed_types(student: Student) -> list[ChangeType]:
-    return [t for t in TYPES.values() if student.status in t.from_status]
+def may_file(session, actor, student: Student | None = None) -> bool:
+    """Whether `actor` may file 学籍异动 at all (no student) or for this student: the filer check `workflow.file`
+    makes (the kind's filer role, the student's school in scope). The 学籍异动 pages open and the student page
+    shows its 学籍异动申请 button only then."""
+    from app.workflow import KINDS, _check_filer
+    kind = KINDS["status_change"]
+    if actor is None or kind.filer_role not in {r.name for r in getattr(actor, "roles", ())}:
+        return False
+    if student is None:
+        return True
+    try:
+        _check_filer(session, actor, kind, student.school_id)
+    except RuleError:
+        return False
+    return student.deleted_at is None
+
+
+def allowed_types(session, student: Student) -> list[ChangeType]:
+    """The types offered now (see `available_types`)."""
+    return [t for t, reason in available_types(session, student) if reason is None]
 
 
 # --- 新建学籍（移民）: an entry type with no leaving type (SEED [P18]) -------------------------------------------

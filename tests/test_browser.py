@@ -272,6 +272,9 @@ def test_suspension_with_evidence_approved_by_school_and_county(live_app, journe
     page.goto(f"/student/show/{pupil.id}")
     expect(page.locator("body")).to_contain_text(pupil.xjh)
     page.get_by_role("link", name="学籍异动申请").click()
+    # the start page offers only what this pupil may have now, each refused type with its reason
+    expect(page.locator("#change-types")).to_contain_text("不能办理")
+    page.locator("#change-types tr.offered").get_by_role("link", name="休学", exact=True).click()
     expect(page.locator("h3")).to_contain_text(f"学籍异动申请：{pupil.name}")
     page.locator("select[name=type]").select_option("休学")
     page.locator("textarea[name=reason]").fill("因病住院治疗，家长申请休学一年")

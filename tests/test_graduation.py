@@ -153,3 +153,69 @@ def test_promotion_waits_for_graduation_and_runs_once(app, world, as_user, fresh
     page = as_user("school_a1_clerk").get(f"/graduation/?school_id={world.schools['a1']}&stage=初中").get_data(
         as_text=True)
     assert f"{YEAR - 1}级" in page
+
+
+# --- the season window, the preview's grouping and numbers, the confirmation -----------------------------------
+
+def test_graduation_is_refused_outside_its_season(app, world, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")
+    clock.fix(datetime(2026, 11, 20, 10, 0))             # November: the same grade cannot be graduated by a click
+    c = as_user("school_a1_clerk")
+    page = c.get(f"/graduation/?school_id={world.schools['a1']}&stage=初中").get_data(as_text=True)
+    assert 'id="window-closed"' in page and "6月1日至7月30日" in page
+    page = c.post("/graduation/confirm", data={"school_id": world.schools["a1"], "stage": "初中"},
+                  follow_redirects=True).get_data(as_text=True)
+    assert "毕业只能在每年6月1日至7月30日办理" in page and set(statuses(app, grade(app, world, "a1", YEAR - 2))) \
+        == {"在校"}
+    from app import graduation
+    from app.errors import RuleError
+    with app.app_context():                              # the service refuses whoever calls it
+        with pytest.raises(RuleError) as err:
+            graduation.graduate(db.session, None, world.schools["a1"], "初中")
+        assert err.value.code == "calendar_closed"
+        # a county may move its season; another county keeps the national one
+        db.session.add(Setting(key="calendar.graduation_window", region_code="410102", value="11-01..11-30"))
+        db.session.commit()
+    c.post("/graduation/confirm", data={"school_id": world.schools["a1"], "stage": "初中"})
+    assert set(statuses(app, ids)) == {"毕业"}
+    page = as_user("school_b1_clerk").post("/graduation/confirm", data={"school_id": world.schools["b1"],
+                                                                         "stage": "初中"},
+                                           follow_redirects=True).get_data(as_text=True)
+    assert "毕业只能在每年6月1日至7月30日办理" in page
+    clock.fix(datetime(2027, 7, 31, 9, 0))               # the day after the national deadline (DOMAIN §7: by 7/30)
+    with app.app_context():
+        with pytest.raises(RuleError):
+            graduation.check_window(db.session, "410105")
+
+
+def test_the_window_setting_is_checked(app, world):
+    from app import settings
+    from app.errors import RuleError
+    with app.app_context():
+        with pytest.raises(RuleError) as err:
+            settings.validate(Setting(key="calendar.graduation_window", value="6-1..7-30"), db.session)
+        assert "月-日..月-日" in err.value.message
+        settings.validate(Setting(key="calendar.graduation_window", value="06-15..07-20"), db.session)
+
+
+def test_preview_groups_by_class_blocked_first_with_the_numbers(app, world, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")                        # 2 classes × 3 pupils
+    with app.app_context():
+        db.session.execute(update(Student).where(Student.id == ids[-1]).values(status="休学"))
+        db.session.commit()
+        from app import graduation
+        plan = graduation.preview(db.session, world.schools["a1"], "初中")
+        assert [(len(c["eligible"]), len(c["blocked"])) for c in plan["classes"]] == [(3, 0), (2, 1)]
+        assert graduation.confirm_text(plan) == "将为2个班共5名学生办理毕业，1名学生因学籍状态为休学不能毕业。确定吗？"
+        blocked_name = db.session.get(Student, ids[-1]).name
+    page = as_user("school_a1_clerk").get(f"/graduation/?school_id={world.schools['a1']}&stage=初中").get_data(
+        as_text=True)
+    # the blocked pupil comes before every class list, with the reason
+    assert page.index(blocked_name) < page.index('id="by-class"')
+    assert "不能办理：学籍状态为休学" in page
+    assert page.count('class="class-count"') == 2 and page.count('class="class-head"') == 2
+    # the confirm action is in a fixed bar with the numbers, and asks with them
+    bar = page[page.index('id="confirm-bar"'):]
+    assert "<b>2</b>" in bar and ">5</b>" in bar and ">1</b>" in bar and "确认办理毕业" in bar
+    assert 'data-confirm="将为2个班共5名学生办理毕业，1名学生因学籍状态为休学不能毕业。确定吗？"' in page
+    assert "xueji/forms.js" in page

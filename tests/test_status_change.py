@@ -277,3 +277,87 @@ def test_new_record_for_an_immigrant_enters_without_a_leaving_type(app, world, c
         s = db.session.scalar(select(Student).where(Student.xjh == "G" + record["id_number"]))
         assert (s.school_id, s.status, s.cohort_year) == (world.schools["a1"], "在校", YEAR - 1)
         assert db.session.get(Request, rid).student_id == s.id
+
+
+# --- 学籍管理 → 学籍异动: the start page offers only what this student may have now, with the reasons -------------
+
+def offered(page):
+    """(offered type names, {refused type: reason}) as the start page lists them."""
+    import re
+    yes = re.findall(r'<tr class="offered"><td><a [^>]*>([^<]+)</a>', page)
+    no = dict(re.findall(r'<tr class="refused text-muted"><td>([^<]+)</td><td>不能办理：([^<]+)</td>', page))
+    return yes, no
+
+
+def start(client, sid):
+    with client.application.app_context():
+        xjh = db.session.get(Student, sid).xjh
+    resp = client.get(f"/statuschange/?q={xjh}")              # a 学籍号 search finding one student shows its types
+    assert resp.status_code == 200
+    return offered(resp.get_data(as_text=True))
+
+
+def test_start_page_for_a_compulsory_pupil(app, world, as_user):
+    yes, no = start(as_user("school_a1_clerk"), student(app, world, "a1", YEAR - 1))       # 初二
+    assert set(yes) == {"休学", "失踪", "其他离校", "出国", "死亡", "跳级"}
+    assert no["退学"] == "义务教育阶段学生不能办理退学" and no["开除"] == "义务教育阶段学生不能办理开除"
+    assert no["留级"] == "义务教育阶段原则上不办理留级"
+    assert "须为休学" in no["复学"] and "须为出国" in no["回国复学"] and "须为开除" in no["恢复入学资格"]
+    with app.app_context():                      # the county switch is honoured on the page as at filing
+        db.session.add(Setting(key="rules.no_repeat_compulsory", region_code="410102", value="0"))
+        db.session.commit()
+    yes, _ = start(as_user("school_a1_clerk"), student(app, world, "a1", YEAR - 1))
+    assert "留级" in yes
+
+
+def test_start_page_for_a_graduating_grade(app, world, as_user):
+    yes, no = start(as_user("school_a2_clerk"), student(app, world, "a2", YEAR - 2))       # 高三, November
+    assert no["留级"] == "毕业年级不办理留级" and no["跳级"] == "毕业年级不能跳级" and "退学" in yes
+    from models import XuejiUser
+    with app.app_context():
+        db.session.execute(update(XuejiUser).values(password_changed_on=datetime(2027, 6, 1)))
+        db.session.commit()
+    clock.fix(datetime(2027, 7, 5, 9, 0))        # the summer freeze of graduating grades
+    yes, no = start(as_user("school_a1_clerk"), student(app, world, "a1", YEAR - 2))       # 初三
+    assert yes == [] and no["休学"] == no["死亡"] == "毕业年级学生在7月1日至8月14日期间不能办理新的业务"
+    yes, _ = start(as_user("school_a1_clerk"), student(app, world, "a1", YEAR - 1))        # 初二: not frozen
+    assert "休学" in yes
+
+
+def test_start_page_for_a_pupil_on_leave_and_with_open_business(app, world, as_user, client):
+    sid = student(app, world, "a1", YEAR)
+    with app.app_context():
+        db.session.execute(update(Student).where(Student.id == sid).values(status="休学", class_id=None))
+        db.session.commit()
+    c = as_user("school_a1_clerk")
+    yes, no = start(c, sid)
+    assert [t for t in yes if t in ("复学", "回国复学", "恢复入学资格")] == ["复学"]
+    assert "休学" not in yes and "须为在校" in no["休学"] and "须为出国" in no["回国复学"]
+    other = student(app, world, "a1", YEAR)
+    assert file(client, "a1", other, "休学").status_code == 200
+    yes, no = start(c, other)                    # 在办业务: nothing is offered, 2002 named
+    assert yes == [] and all(r.startswith("2002：该生有在办业务") for r in no.values())
+    page = c.get(f"/statuschange/{other}").get_data(as_text=True)
+    assert "不能办理学籍异动" in page and "2002" in page
+
+
+def test_start_page_form_and_button_follow_the_filer_rule(app, world, as_user):
+    sid = student(app, world, "a1", YEAR - 1)
+    c = as_user("school_a1_clerk")
+    with app.app_context():
+        s = db.session.get(Student, sid)
+        xjh, name = s.xjh, s.name
+    page = c.get(f"/statuschange/?q={name}").get_data(as_text=True)
+    assert xjh in page                                        # a name search lists the school's pupils
+    assert "管辖范围内没有找到该学生" in as_user("school_b1_clerk").get(f"/statuschange/?q={xjh}").get_data(as_text=True)
+    assert as_user("school_b1_clerk").get(f"/statuschange/?student_id={sid}").status_code == 404
+    # choosing an offered type opens the form with it; a refused type is not in the form either
+    form = c.get(f"/statuschange/{sid}?type=出国").get_data(as_text=True)
+    assert '<option value="出国" selected>' in form and '<option value="退学"' not in form
+    # only the school registrar sees the button and may open the pages
+    assert "学籍异动申请" in c.get(f"/student/show/{sid}").get_data(as_text=True)
+    for user in ("school_a1_leader", "county_a_clerk", "admin"):
+        u = as_user(user)
+        assert "学籍异动申请" not in u.get(f"/student/show/{sid}").get_data(as_text=True), user
+        assert u.get(f"/statuschange/{sid}").status_code in (302, 403), user
+        assert u.get("/statuschange/").status_code in (302, 403), user

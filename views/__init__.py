@@ -4,7 +4,7 @@ from app.i18n import _l
 from views.admin import AccountApi, AuditView, DirectoryView
 from views.exchange import ExchangePeerApi, ExchangePeerView
 from views.exports import ExportJobApi, ExportJobView
-from views.graduation import GraduationView
+from views.graduation import GRADUATION_REVIEW_HREF, GraduationView
 from views.identity import IdentityApi
 from views.primary import IncompleteView, PrimaryGraduateView, PrimaryRosterView
 from views.queries import CurrentStudentQuery, GraduateQuery, HistoryQuery, StatusChangeQuery
@@ -34,6 +34,17 @@ def register_views(appbuilder) -> None:
     add(PrimaryGraduateView, "PrimaryGraduates", label=_l("小学毕业生"), icon="fa-child", category="Admission")
     add(TransferView, "Transfer", label=_l("转学申请（转入）"), icon="fa-exchange", category="Registry")
     add(GraduationView, "Graduation", label=_l("毕业升级"), icon="fa-graduation-cap", category="Registry")
+    appbuilder.add_link("StatusChange", href="/statuschange/", label=_l("学籍异动"), icon="fa-random",
+                        category="Registry")
+    # the county's 毕业升级 (DOMAIN.md §7): 升级, 在办业务清理, 高中毕业审核, 毕业生回退
+    appbuilder.add_link("Promote", href="/graduation/promote", label=_l("升级"), icon="fa-level-up",
+                        category="GraduationCounty", category_label=_l("毕业升级"), category_icon="fa-graduation-cap")
+    appbuilder.add_link("ClearBusiness", href="/request/clear", label=_l("在办业务清理"), icon="fa-eraser",
+                        category="GraduationCounty")
+    appbuilder.add_link("GraduationReview", href=GRADUATION_REVIEW_HREF, label=_l("毕业审核"), icon="fa-check-square-o",
+                        category="GraduationCounty")
+    appbuilder.add_link("GraduateRollback", href="/graduation/rollback", label=_l("毕业生回退"), icon="fa-undo",
+                        category="GraduationCounty")
     appbuilder.add_link("Exchange", href="/request/exchange", label=_l("跨省转学数据包"), icon="fa-plane",
                         category="Registry")
     add(CurrentStudentQuery, "QueryCurrent", label=_l("在校生查询"), icon="fa-search", category="Query",
@@ -61,3 +72,13 @@ def register_views(appbuilder) -> None:
                 EvidenceApi, ProblemApi, QuotaApi, AdmissionApi, ImportBatchApi, AccountApi, ExportJobApi):
         appbuilder.add_api(api)
     appbuilder.add_api(IdentityApi)
+    _template_checks()
+
+
+def _template_checks() -> None:
+    """Checks templates ask before showing an action (the rule itself lives in app/)."""
+    from flask import current_app, g
+    from app import statuschange
+    from app.extensions import db
+    current_app.jinja_env.globals["may_file_status_change"] = \
+        lambda student=None: statuschange.may_file(db.session, g.get("user"), student)

@@ -1,4 +1,7 @@
 """毕业升级 screens: graduation preview and confirmation (school), 毕业生回退 and 升级 (county)."""
+from datetime import date
+from urllib.parse import urlencode
+
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.security.decorators import has_access
@@ -10,7 +13,10 @@ from app.errors import RuleError
 from app.extensions import db
 from app.i18n import _l
 from app.scoping import apply_scope, current_scope
-from models import School
+from models import School, Student
+
+# 毕业审核 (county menu): the 高中 graduation requests waiting for a decision (FAB list filters: 3 = equals)
+GRADUATION_REVIEW_HREF = "/request/list/?" + urlencode({"_flt_3_kind": "graduation", "_flt_3_state": "审核中"})
 
 
 def _schools():
@@ -35,7 +41,7 @@ class GraduationView(BaseView):
         stage = request.args.get("stage") or ("高中" if school.school_type == "高中" else "初中")
         plan = graduation.preview(db.session, school_id, stage)
         return self.render_template("xueji/graduation.html", plan=plan, schools=schools, title=_l("毕业"),
-                                    outcomes=graduation.OUTCOMES)
+                                    outcomes=graduation.OUTCOMES, confirm_text=graduation.confirm_text(plan))
 
     @expose("/confirm", methods=["POST"])
     @has_access
@@ -56,18 +62,45 @@ class GraduationView(BaseView):
             flash(exc.message, "danger")
         return redirect(url_for("GraduationView.index", school_id=school_id, stage=stage))
 
-    @expose("/rollback", methods=["POST"])
+    @expose("/rollback", methods=["GET", "POST"])
     @has_access
     def rollback(self):
-        try:
-            n = graduation.rollback(db.session, g.user, request.form.getlist("ids"), request.form.get("reason", ""))
-            flash(f"已回退{n}名毕业生", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            if exc.status == 404:
-                abort(404)
-            flash(exc.message, "danger")
-        return redirect(request.referrer or url_for("StudentView.list"))
+        """毕业生回退 (county): find graduates of the county's schools, choose, give the reason, confirm."""
+        if request.method == "POST":
+            ids = request.form.getlist("ids")
+            try:
+                if not ids:
+                    raise RuleError("请选择要回退的毕业生", code="required")
+                n = graduation.rollback(db.session, g.user, ids, request.form.get("reason", ""))
+                flash(f"已回退{n}名毕业生", "success")
+            except RuleError as exc:
+                db.session.rollback()
+                if exc.status == 404:
+                    abort(404)
+                if exc.status == 403:
+                    abort(403)
+                flash(exc.message, "danger")
+            return redirect(url_for("GraduationView.rollback", **{k: v for k, v in request.args.items()}))
+        schools = _schools()
+        school_id = request.args.get("school_id", type=int)
+        year = request.args.get("year", type=int)
+        q = (request.args.get("q") or "").strip()[:40]
+        query = select(Student).where(Student.status.in_(graduation.OUTCOMES), Student.graduated_on.is_not(None),
+                                      Student.deleted_at.is_(None))
+        if school_id is not None and school_id not in {s.id for s in schools}:
+            abort(404)
+        if school_id:
+            query = query.where(Student.school_id == school_id)
+        if year and 2000 <= year <= 2100:
+            query = query.where(Student.graduated_on.between(date(year, 1, 1), date(year, 12, 31)))
+        if q:
+            query = query.where((Student.xjh == q.upper()) | Student.name.contains(q, autoescape=True))
+        rows = db.session.scalars(apply_scope(query, Student).order_by(Student.school_id, Student.class_id,
+                                                                        Student.id).limit(201)).all()
+        names = {s.id: s.name for s in schools}
+        return self.render_template("xueji/graduate_rollback.html", rows=rows[:200], more=len(rows) > 200,
+                                    schools=schools, names=names, school_id=school_id, year=year, q=q,
+                                    title=_l("毕业生回退"))
 
     @expose("/promote", methods=["GET", "POST"])
     @has_access
