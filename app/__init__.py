@@ -107,6 +107,8 @@ def _install_request_hooks(app: Flask) -> None:
 
     from app import security
     app.jinja_env.globals["csp_nonce"] = security.csp_nonce     # FAB's baselib.get_nonce() prints it
+    from app.codes import words
+    app.jinja_env.filters["words"] = words      # times to the minute, code labels, never "None" (app.codes)
     app.after_request(security.audit_throttled_sign_in)
     app.after_request(security.security_headers)
 

@@ -3,10 +3,13 @@ logout and role change, written in the same transaction as the change it records
 
 Append-only: the ORM refuses to update or delete AuditEvent rows, and no view or API exposes a write route.
 """
+import datetime
+
 from flask import g, has_request_context, request
 from sqlalchemy import event, insert, inspect
 
 from app import clock
+from app.codes import field_label, when
 from app.errors import RuleError
 from models.audit import AuditEvent
 
@@ -65,13 +68,15 @@ def describe(obj) -> str:
             continue
         value = state.dict.get(attr.key)
         if value is not None:
-            values.append(f"{attr.key}={value}")
+            values.append(f"{attr.key}={when(value)}")
     return f"{table}#{ident or '?'} " + " ".join(values) if values else f"{table}#{ident or '?'}"
 
 
 def _text(value):
     if value is None:
         return None
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return when(value)                  # to the minute, like every screen
     if isinstance(value, (list, tuple, set)):
         return _clean(",".join(sorted(_text(v) or "" for v in value)))[:2000]
     if not isinstance(value, (str, int, float, bool)) and hasattr(type(value), "__table__"):
@@ -113,6 +118,9 @@ def _changes(obj):
             continue
         if attr.key in MASKED:
             old, new = ("***" if old else None), "***"
+        elif state.session is not None:          # a code as its name (性别 "男", not "1"), a region as 省市县
+            old = field_label(state.session, entity, attr.key, old)
+            new = field_label(state.session, entity, attr.key, new)
         yield event_row("update", entity, _pk(obj), attr.key, old, new, school)
     if entity == "ab_user":
         hist = state.attrs.roles.history

@@ -15,13 +15,7 @@ from models import School, SchoolClass, Student
 
 SEATED = ("在校", "休学")          # students who hold a seat in their class
 STAGES_OF = {"初中": ("初中",), "高中": ("高中",), "完全中学": ("初中", "高中"), "九年一贯制": ("初中",)}
-GRADE_NAMES = {"初中": ("初一", "初二", "初三"), "高中": ("高一", "高二", "高三")}
-
-
-def grade_name(stage: str, cohort_year: int, school_year: int) -> str:
-    offset = school_year - cohort_year
-    names = GRADE_NAMES.get(stage, ())
-    return names[offset] if 0 <= offset < len(names) else f"{cohort_year}级"
+# 年级 names (初一…高三) come from one function: app.grades.grade_name (cohort, 学制, the county's school year)
 
 
 def capacity_of(session, klass: SchoolClass) -> int:

@@ -17,6 +17,7 @@ from app import clock, problems
 from app.identity import with_check_char
 from app.roles import (ROLE_ADMIN, ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER,
                        ROLE_SCHOOL_REGISTRAR)
+from app.grades import STAGE_YEARS
 from app.schools import region_chain
 from models import Enrollment, Guardian, Quota, Region, School, SchoolClass, Student
 
@@ -29,7 +30,6 @@ SCHOOLS = [  # key, 学校标识码, name, county, type, 学制, stage
     ("b2", "4101050002", "郑州市金水区实验高级中学", "410105", "高中", "高中3年", "高中"),
 ]
 COUNTY_ACCOUNTS = {"410102": "county_a", "410105": "county_b"}
-GRADE_NAMES = {"初中": ("初一", "初二", "初三"), "高中": ("高一", "高二", "高三")}
 ENTRY_AGE = {"初中": 12, "高中": 15}
 STREETS = {"410102": "中原区", "410105": "金水区"}
 
@@ -66,7 +66,7 @@ def load_demo(appbuilder, classes_per_grade=3, students_per_class=42, graduates=
     year = current_school_year()
     class_rows = []
     for key, code, _n, _c, _k, _s, stage in SCHOOLS:
-        for offset, _grade in enumerate(GRADE_NAMES[stage]):
+        for offset in range(STAGE_YEARS[stage]):
             for no in range(1, classes_per_grade + 1):
                 class_rows.append(dict(school_id=school_id[key], stage=stage, cohort_year=year - offset,
                                        class_no=no, name=f"{no}班"))

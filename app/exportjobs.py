@@ -70,8 +70,10 @@ def start(session, user_id: int, spec: ExportSpec, id_query, title: str, filters
     session.add(job)
     session.flush()
     job.file_name = f"{job.id}_{os.urandom(8).hex()}.xlsx"
-    audit.record(session, "export", entity=job.entity, entity_id=str(job.id), field="xlsx",
-                 new=f"{job.filters} rows={len(ids)}")
+    # logged against the export itself (export_job #id), never a row of the exported table: a student export
+    # with job id 1 must not land in student 1's 修改记录
+    audit.record(session, "export", entity="export_job", entity_id=str(job.id), field="xlsx",
+                 new=f"{job.title}（{job.entity}）{job.filters} rows={len(ids)}")
     session.commit()
     purge_old(session)
     app = current_app._get_current_object()

@@ -32,6 +32,32 @@ def safe_cell(value):
 
 
 @dataclass
+class RowFormatter:
+    """A column whose words depend on other columns of the row (年级: cohort + stage + 学制 + the county's school
+    year): ``needs`` are extra column paths selected with the row, ``fn(value, row, session)`` gets the row as
+    {path: value}."""
+    needs: tuple[str, ...]
+    fn: Callable
+
+
+def _grade(value, row, session):
+    from app import grades
+    return grades.grade_name(row.get("stage"), value, grades.school_years(session)(row.get("school.county_code")),
+                             row.get("school.schooling"), row.get("status"))
+
+
+# 年级 as a registrar says it (初三; "2024级" once the student has left), for an export of students
+GRADE = RowFormatter(("stage", "status", "school.schooling", "school.county_code"), _grade)
+
+
+def plain(value):
+    """What a cell shows for a value without its own formatter: times to the minute, nothing for none."""
+    import datetime
+    from app.codes import when
+    return when(value) if isinstance(value, (datetime.date, datetime.datetime)) else value
+
+
+@dataclass
 class ExportSpec:
     """What a screen exports: its model, the column paths ("xjh", "school.name"), their headers and the
     formatters that turn stored codes into what people read (民族 code → 汉族)."""
@@ -43,7 +69,7 @@ class ExportSpec:
     def statement(self):
         """SELECT id, <columns> with one outer join per many-to-one relationship on a path."""
         joins, exprs = {}, []
-        for path in self.columns:
+        for path in self.paths():
             *rels, name = path.split(".")
             entity = self.model
             for i, rel in enumerate(rels):
@@ -61,12 +87,22 @@ class ExportSpec:
             stmt = stmt.outerjoin(target, rel_attr.of_type(target))
         return stmt
 
+    def paths(self) -> list[str]:
+        """The export columns, then the extra columns a RowFormatter reads."""
+        out = list(self.columns)
+        for f in self.formatters.values():
+            if isinstance(f, RowFormatter):
+                out.extend(p for p in f.needs if p not in out)
+        return out
+
 
 def export_rows(session, spec: ExportSpec, ids: list[int], progress: Callable[[int], None] | None = None
                 ) -> Iterator[list]:
     """The export columns of ``ids`` in their order, formatted, chunk by chunk (flat memory)."""
     stmt = spec.statement()
     formatters = [spec.formatters.get(c) for c in spec.columns]
+    paths, width = spec.paths(), len(spec.columns)
+    by_row = any(isinstance(f, RowFormatter) for f in formatters)
     as_array = session.get_bind().dialect.name == "postgresql"
     done = 0
     for start in range(0, len(ids), CHUNK):
@@ -79,7 +115,9 @@ def export_rows(session, spec: ExportSpec, ids: list[int], progress: Callable[[i
             values = found.get(pk)
             if values is None:            # deleted since the snapshot
                 continue
-            yield [f(v) if f else v for f, v in zip(formatters, values)]
+            row = dict(zip(paths, values)) if by_row else None
+            yield [(f.fn(v, row, session) if isinstance(f, RowFormatter) else f(v)) if f else plain(v)
+                   for f, v in zip(formatters, values[:width])]
         done += len(chunk)
         if progress:
             progress(done)

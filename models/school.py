@@ -5,8 +5,7 @@ from sqlalchemy.orm import relationship
 
 SCHOOL_TYPES = ("初中", "高中", "完全中学", "九年一贯制")
 STAGES = ("初中", "高中")
-STAGE_YEARS = {"初中": 3, "高中": 3}
-GRADE_NAMES = {"初中": ("初一", "初二", "初三"), "高中": ("高一", "高二", "高三")}
+# 年级 names and years per stage: app.grades (one definition)
 
 
 class School(Model):

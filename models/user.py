@@ -24,3 +24,7 @@ class XuejiUser(User):
     def full_name(self) -> str:
         # Chinese names are written surname first.
         return f"{self.last_name}{self.first_name}"
+
+    def get_full_name(self) -> str:
+        """FAB's user menu and user pages use this: surname first (罗霞, not "霞 罗")."""
+        return self.full_name

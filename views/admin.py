@@ -1,4 +1,6 @@
 """Audit log (read-only), the province registrar directory, the home page and the account API."""
+import re
+
 from flask import g, request
 from flask_appbuilder import BaseView, IndexView
 from flask_appbuilder.api import BaseApi, expose as api_expose, protect, safe
@@ -9,20 +11,44 @@ from sqlalchemy import func, select
 from app.i18n import _l
 from app import clock, problems, workflow
 from app.accounts import province_of_current_user, registrar_directory
+from app.codes import field_label, when
 from app.errors import RuleError, json_error
 from app.extensions import db
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import AuditEvent, Student
-from views.base import XuejiModelView
+from views.base import XuejiModelView, minute_field
 
 ACTION_LABELS = {"insert": _l("新增"), "update": _l("修改"), "delete": _l("删除"), "login": _l("登录"), "login_failed": _l("登录失败"),
                  "login_locked": _l("锁定中登录"), "lockout": _l("账号锁定"), "logout": _l("注销"), "role_change": _l("角色变更"),
                  "export": _l("导出"), "signout_all": _l("全部下线")}
 
 
+def audit_value(text):
+    """An old or new value as written ("[学校学籍管理员]" from a Python list becomes a plain comma list)."""
+    if text in (None, "None"):
+        return ""
+    text = re.sub(r"(\d{2}:\d{2}):\d{2}(\.\d+)?", r"\1", str(text))      # rows written before: to the minute
+    if text.startswith("[") and text.endswith("]"):
+        return "，".join(part.strip().strip("'\"") for part in text[1:-1].split(",") if part.strip())
+    return text
+
+
+class AuditInterface(ScopedInterface):
+    """Values as people read them: a coded field's name (性别 男, not 1), a region's 省市县, times to the
+    minute, nothing for a missing value."""
+
+    def _get_attr_value(self, item, col):
+        value = ScopedInterface._get_attr_value(item, col)
+        if col in ("old_value", "new_value"):
+            return audit_value(field_label(db.session, item.entity, item.field, value))
+        if col == "at":
+            return when(value)
+        return "" if value is None else value
+
+
 class AuditView(XuejiModelView):
     """审计日志: superadmin sees all, bureau staff the rows of schools in their region. Read-only."""
-    datamodel = ScopedInterface(AuditEvent)
+    datamodel = AuditInterface(AuditEvent)
     class_permission_name = "Audit"
     route_base = "/audit"
     include_route_methods = {"list", "show"}
@@ -34,6 +60,8 @@ class AuditView(XuejiModelView):
     search_columns = ["at", "username", "action", "entity", "entity_id"]
     base_order = ("at", "desc")
     formatters_columns = {"action": lambda a: ACTION_LABELS.get(a, a)}
+    # the 时间 filter starts empty and takes minutes (the column's default would prefill now() to the microsecond)
+    search_form_extra_fields = {"at": minute_field(_l("时间"))}
 
 
 class DirectoryView(BaseView):

@@ -33,6 +33,14 @@ from app.scoping import ScopeFilter, apply_scope, current_scope
 SCOPE_FILTER = [["id", ScopeFilter, None]]
 
 
+def minute_field(label):
+    """A date-time search field shown and read to the minute (FAB's default pre-fills now() to the microsecond)."""
+    from flask_appbuilder.fieldwidgets import DateTimePickerWidget
+    from wtforms import DateTimeField
+    from wtforms.validators import Optional
+    return DateTimeField(label, format="%Y-%m-%d %H:%M", widget=DateTimePickerWidget(), validators=[Optional()])
+
+
 def wants_json() -> bool:
     """An import page's upload XHR (xueji/upload_widget.html sets X-Requested-With) wants {code, message} or
     {redirect}, not a redirect."""
@@ -107,6 +115,16 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
     export_columns: list[str] | None = None      # column paths ("school.name"); default: the list's stored columns
     export_formatters: dict = {}                 # extra value formatters for exports only
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # every date and time on every list and page: to the minute, empty when missing (a view's own wins)
+        from sqlalchemy import Date, DateTime
+        from app.codes import when
+        table = getattr(self.datamodel.obj, "__table__", None)
+        times = {c.key: when for c in (table.columns if table is not None else ())
+                 if isinstance(c.type, (Date, DateTime))}
+        self.formatters_columns = {**times, **self.formatters_columns}
+
     def pre_add(self, item):
         default_school(item)
 
@@ -136,8 +154,10 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
         query_string = request.query_string.decode()[:500]
         if fmt == "csv" and request.method == "GET":
             ids = list(session.scalars(self._export_ids().limit(MAX_ROWS)))
-            audit.record(session, "export", entity=self.datamodel.obj.__tablename__, field="csv",
-                         new=f"{query_string} rows={len(ids)}")
+            # logged against the export (the list's name), never a row of the exported table
+            audit.record(session, "export", entity="export", field="csv",
+                         new=f"{self.list_title or ''}（{self.datamodel.obj.__tablename__}）{query_string} "
+                             f"rows={len(ids)}")
             session.commit()
             name = f"{self.datamodel.obj.__tablename__}.csv"
             return Response(stream_with_context(csv_stream(spec.headers, export_rows(session, spec, ids))),

@@ -19,9 +19,12 @@ from sqlalchemy.orm import Session, aliased, contains_eager, lazyload, load_only
 from wtforms import BooleanField
 
 from app import classes as class_rules
-from app.codes import label
+from app import grades
+from app.codes import FIELD_TABLES, REGION_FIELDS, field_label, label, region_label, when
+from app import clock
 from app.demo import current_school_year
 from app.errors import RuleError, json_error
+from app.exports import GRADE
 from app.extensions import db
 from app.i18n import _l
 from app.roles import VIEW_RW
@@ -69,13 +72,70 @@ EXTENSION = ["only_child", "preschool", "left_behind", "migrant_child", "orphan"
 TRANSPORT = ["distance_km", "transport", "school_bus"]
 SECTIONS = [(_l("学生个人基础信息"), BASIC), (_l("学生个人辅助信息"), AUXILIARY), (_l("学生学籍基本信息"), REGISTRY),
             (_l("学生个人联系信息"), CONTACT), (_l("学生个人扩展信息"), EXTENSION), (_l("学生上下学交通方式"), TRANSPORT)]
-CODED = {"sex": "XB", "ethnicity": "MZ", "nationality": "GJ", "id_type": "SFZJLX", "gatq": "GATQ",
-         "political": "ZZMM", "health": "JKZK", "hukou_type": "HKXZ", "entry_mode": "RXFS", "study_mode": "JDFS",
-         "source": "XSLY", "left_behind": "LSET", "inclusive": "SBJD", "disability": "CJLX", "transport": "JTFS"}
+CODED = FIELD_TABLES["student"]          # app.codes: the one map of coded columns
 REQUIRED_CODED = {"sex", "ethnicity", "nationality", "id_type", "gatq", "health", "hukou_type", "entry_mode",
                   "study_mode"}
 KEY_FIELDS = {"name", "id_number", "sex", "birth_date", "cohort_year", "school_class"}
 IN_SCOPE = [["id", ScopeFilter, None]]
+
+
+# --- words, not codes ------------------------------------------------------------------------------
+
+def grade_of(row, status=True) -> str:
+    """年级 of a student or class row (初三; "2024级" once a student has left), the county's school year looked
+    up once per request (app.grades)."""
+    school = row.school
+    if school is None:
+        return grades.grade_name(row.stage, row.cohort_year, None)
+    return grades.grade_name(row.stage, row.cohort_year, grades.school_years(db.session)(school.county_code),
+                             school.schooling, row.status if status else None)
+
+
+def class_grade(klass) -> str:
+    """A class's grade with its cohort: 初一（2026级）."""
+    name = grade_of(klass, status=False)
+    cohort = f"{klass.cohort_year}级"
+    return name if name == cohort else f"{name}（{cohort}）"
+
+
+def student_value(student, field: str) -> str:
+    """One field of a student as the page and the 学籍卡 show it."""
+    if field == "cohort_year":
+        return grade_of(student)
+    value = getattr(student, field, None)
+    if field in ("school", "school_class"):
+        return value.name if value is not None else ""
+    if isinstance(value, bool):
+        return yes_no(value)
+    if field in CODED or field in REGION_FIELDS["student"]:
+        return field_label(db.session, "student", field, value) or ""
+    return when(value)
+
+
+class WordsMixin:
+    """Values of a show or list page as people read them: 年级 as a grade name, nothing for a missing value
+    (never "None"); booleans stay booleans for their 是/否 formatter."""
+    GRADE = staticmethod(grade_of)
+
+    def _get_attr_value(self, item, col):
+        if col == "cohort_year":
+            return self.GRADE(item)
+        value = SQLAInterface._get_attr_value(item, col)
+        if value is None:
+            try:
+                boolean = self.is_boolean(col)
+            except Exception:               # noqa: BLE001 - a property or a dotted path: not a boolean column
+                boolean = False
+            return None if boolean else ""
+        return value
+
+
+class ClassInterface(WordsMixin, ScopedInterface):
+    GRADE = staticmethod(class_grade)
+
+
+class WordsInterface(WordsMixin, ScopedInterface):
+    """Any scoped screen: nothing for a missing value."""
 
 
 # --- student lists at province scale ------------------------------------------------------------------
@@ -181,15 +241,15 @@ class StudentFilterConverter(IdentifierFilterConverter):
             FilterNotEndsWith: CaselessNotEndsWith, FilterNotContains: CaselessNotContains}
 
 
-class StudentListInterface(ScopedInterface):
+class StudentListInterface(WordsMixin, ScopedInterface):
     """The student lists (学生学籍 and the 综合查询 screens) for a county of 200,000: two statements, a count and
     a page, each selecting only what the list shows (its columns, the columns its properties read, the school's
     name and the class's grade and name joined in: no N+1), and the region's schools resolved to ids first
     (app.scoping.resolved_scope_condition). Everything else (show, edit, export, actions) is ScopedInterface."""
     filter_converter_class = StudentFilterConverter
-    RELATED = {"school": (School, ("name",), ("county",)),                     # what their __repr__ reads,
+    RELATED = {"school": (School, ("name", "county_code", "schooling"), ("county",)),  # __repr__ + 年级 read,
                "school_class": (SchoolClass, ("cohort_year", "name"), ("school",))}  # eager joins to skip
-    PROPERTIES = {"sex_label": ("sex",)}
+    PROPERTIES = {"sex_label": ("sex",), "cohort_year": ("cohort_year", "stage", "status")}
     ORDER_BY = {"sex_label": "sex"}      # the 性别 header sorts by the code (a property cannot be ordered by)
 
     def __init__(self, obj, session=None, list_columns=()):
@@ -267,7 +327,7 @@ def _forget_search_forms(session, _context):
 
 
 class RegionView(XuejiModelView):
-    datamodel = ScopedInterface(Region)
+    datamodel = WordsInterface(Region)
     class_permission_name = "Region"
     route_base = "/region"
     list_title = show_title = _l("行政区划")
@@ -314,7 +374,7 @@ class SchoolView(XuejiModelView):
 
 
 class SchoolClassView(XuejiModelView):
-    datamodel = ScopedInterface(SchoolClass)
+    datamodel = ClassInterface(SchoolClass)
     class_permission_name = "SchoolClass"
     route_base = "/schoolclass"
     method_permission_name = {**VIEW_RW, "addgrade": "write"}
@@ -327,6 +387,7 @@ class SchoolClassView(XuejiModelView):
     search_columns = ["school", "stage", "cohort_year", "name"]
     base_order = ("cohort_year", "desc")
     list_template = "xueji/class_list.html"
+    formatters_columns = {"capacity": lambda v: v if v not in (None, "") else "区县默认"}
 
     @expose("/addgrade", methods=["GET", "POST"])
     @has_access
@@ -387,7 +448,10 @@ class StudentView(XuejiModelView):
     formatters_columns = {**{f: code_formatter(t) for f, t in CODED.items()},
                           **{f: yes_no for f in ("only_child", "preschool", "migrant_child", "orphan",
                                                  "martyr_child", "gov_degree", "needs_aid", "one_subsidy",
-                                                 "school_bus", "has_problem")}}
+                                                 "school_bus", "has_problem")},
+                          **{f: (lambda v: region_label(db.session, v)) for f in REGION_FIELDS["student"]},
+                          "deleted_at": when}
+    export_formatters = {"cohort_year": GRADE}            # 初三, not 2024 (app.exports)
     show_template = "xueji/student_show.html"
     search_widget = CachedSearchWidget
 
@@ -410,8 +474,11 @@ class StudentView(XuejiModelView):
         if student is None:
             abort(404)
         widgets = self._show(pk)
+        # the student's own changes: an export is logged against the export, and older rows that named a
+        # student's table and an export job's id are no change of this student
         trail = db.session.scalars(select(AuditEvent).where(AuditEvent.entity == "student",
-                                                            AuditEvent.entity_id == str(student.id))
+                                                            AuditEvent.entity_id == str(student.id),
+                                                            AuditEvent.action != "export")
                                    .order_by(AuditEvent.id.desc()).limit(200)).all()
         requests_ = db.session.scalars(select(Request).where(Request.student_id == student.id)
                                        .order_by(Request.id.desc())).all()
@@ -423,6 +490,7 @@ class StudentView(XuejiModelView):
                                     related_views=self._related_views, student=student, trail=trail,
                                     requests=requests_, enrollments=enrollments, problems=problems_,
                                     label=lambda t, v: label(db.session, t, v),
+                                    field_name=lambda f: STUDENT_LABELS.get(f, f or ""),
                                     school_year=current_school_year())
 
     @expose("/card/<pk>")
@@ -433,9 +501,9 @@ class StudentView(XuejiModelView):
         if student is None:
             abort(404)
         return self.render_template("xueji/student_card.html", s=student, sections=SECTIONS,
-                                    labels=STUDENT_LABELS, coded=CODED,
+                                    labels=STUDENT_LABELS, value=lambda f: student_value(student, f),
                                     label=lambda t, v: label(db.session, t, v), yes_no=yes_no,
-                                    printed_by=g.user)
+                                    printed_by=g.user, printed_at=when(clock.now()))
 
     @action("export_selected", _l("导出所选 (Excel)"), None, "fa-file-excel-o")
     def export_selected(self, items):
@@ -449,7 +517,7 @@ class StudentView(XuejiModelView):
 
 
 class GuardianView(XuejiModelView):
-    datamodel = ScopedInterface(Guardian)
+    datamodel = WordsInterface(Guardian)
     class_permission_name = "Guardian"
     route_base = "/guardian"
     list_title = show_title = _l("家庭成员或监护人")
@@ -468,12 +536,13 @@ class GuardianView(XuejiModelView):
         "relation": code_field("关系", "GX", True), "ethnicity": code_field("民族", "MZ"),
         "id_type": code_field("身份证件类型", "SFZJLX")}
     formatters_columns = {"relation": code_formatter("GX"), "ethnicity": code_formatter("MZ"),
-                          "id_type": code_formatter("SFZJLX"), "is_guardian": yes_no}
+                          "id_type": code_formatter("SFZJLX"), "is_guardian": yes_no,
+                          "hukou_place": lambda v: region_label(db.session, v)}
     base_order = ("id", "asc")
 
 
 class EnrollmentView(XuejiModelView):
-    datamodel = ScopedInterface(Enrollment)
+    datamodel = WordsInterface(Enrollment)
     class_permission_name = "Student"
     route_base = "/enrollment"
     include_route_methods = {"list", "show"}
@@ -505,7 +574,7 @@ class CodeView(XuejiModelView):
 
 class SettingView(XuejiModelView):
     """设置: 班额 and other values a province, city or county sets for itself."""
-    datamodel = ScopedInterface(Setting)
+    datamodel = WordsInterface(Setting)
     class_permission_name = "Setting"
     route_base = "/setting"
     list_title = show_title = _l("参数设置")
@@ -590,6 +659,7 @@ class StudentApi(XuejiApi):
     label_columns = STUDENT_LABELS
     export_columns = StudentView.export_columns
     formatters_columns = StudentView.formatters_columns
+    export_formatters = StudentView.export_formatters
 
     def _handle_filters_args(self, rison_args):
         """REST filters on 学籍号 / 身份证件号 search the cleaned value (a pasted trailing NBSP, 全角 digits)."""

@@ -20,7 +20,7 @@ from app.scoping import ScopedInterface, apply_scope, current_scope
 from app.students import key_fields
 from models import School, SchoolClass, Student
 from models.requests import PARTIES, Chain, ChainStep, Evidence, Problem, Request
-from views.base import XuejiApi, XuejiModelView
+from views.base import XuejiApi, XuejiModelView, minute_field
 
 REQUEST_LABELS = {"id": "#", "kind": _l("类型"), "summary": _l("内容"), "state": _l("状态"), "school": _l("提交学校"),
                   "student": _l("学生"), "filed_by": _l("提交人"), "filed_at": _l("提交时间"),
@@ -81,6 +81,7 @@ class RequestView(XuejiModelView):
     label_columns = REQUEST_LABELS
     list_columns = ["id", "summary", "state", "school", "filed_by", "filed_at", "step_due_on"]
     search_columns = ["kind", "state", "school", "filed_at"]
+    search_form_extra_fields = {"filed_at": minute_field(_l("提交时间"))}
     base_order = ("id", "desc")
     show_template = "xueji/request_show.html"
 
@@ -264,17 +265,46 @@ class ChainView(XuejiModelView):
 
 
 class StatusChangeView(BaseView):
-    """学籍异动申请: type, date, reason, evidence, and the class for entry types (复学 … 留级, 跳级)."""
+    """学籍管理 → 学籍异动: find the student by 学籍号 or name within scope, see which 异动 types this student may
+    have now (and why the others not: app.statuschange.available_types), then the form: type, date, reason,
+    evidence, and the class for entry types (复学 … 留级, 跳级)."""
     route_base = "/statuschange"
     class_permission_name = "Request"
-    method_permission_name = {"form": "file"}
-    default_view = "form"
+    method_permission_name = {"form": "file", "start": "file"}
+    default_view = "start"
+
+    @expose("/")
+    @has_access
+    def start(self):
+        if not statuschange.may_file(db.session, g.user):
+            abort(403)
+        q = (request.args.get("q") or "").strip()[:40]
+        student_id = request.args.get("student_id", type=int)
+        found, student, available = [], None, []
+        if student_id is not None:
+            if not 0 < student_id < 2 ** 31:
+                abort(404)
+            student = _student_in_scope(student_id)
+        elif q:                                  # one scoped query: the 学籍号 exactly, or a part of the name
+            found = db.session.scalars(apply_scope(
+                select(Student).where(Student.deleted_at.is_(None),
+                                      (Student.xjh == q.upper()) | Student.name.contains(q, autoescape=True)),
+                Student).order_by(Student.school_id, Student.id).limit(51)).all()
+            if len(found) == 1:
+                student = found[0]
+        if student is not None:
+            available = statuschange.available_types(db.session, student)
+        return self.render_template("xueji/statuschange_start.html", q=q, found=found[:50], more=len(found) > 50,
+                                    student=student, available=available, title=_l("学籍异动"))
 
     @expose("/<int:student_id>", methods=["GET", "POST"])
     @has_access
     def form(self, student_id):
         student = _student_in_scope(student_id)
-        types = statuschange.allowed_types(student)
+        if not statuschange.may_file(db.session, g.user, student):
+            abort(403)
+        available = statuschange.available_types(db.session, student)
+        types = [t for t, reason in available if reason is None]
         classes = _classes_of(student.school_id, student.stage)
         if request.method == "POST":
             payload = {"type": request.form.get("type"), "date": request.form.get("date"),
@@ -289,7 +319,9 @@ class StatusChangeView(BaseView):
                 db.session.rollback()
                 flash(exc.message, "danger")
         return self.render_template("xueji/statuschange.html", student=student, types=types, classes=classes,
-                                    form=request.form, today=clock.today(), school_year=statuschange.school_year())
+                                    available=available,
+                                    form=request.form if request.method == "POST" else request.args,
+                                    today=clock.today(), school_year=statuschange.school_year())
 
 
 class TransferView(BaseView):
@@ -343,10 +375,11 @@ class ProblemView(XuejiModelView):
     list_columns = ["student", "school", "kind_label", "detail", "state", "resolution", "detected_at"]
     show_columns = list_columns + ["resolved_at"]
     search_columns = ["school", "kind", "state", "resolution", "detected_at"]
+    search_form_extra_fields = {"detected_at": minute_field(_l("发现时间"))}
     base_order = ("id", "desc")
     show_template = "xueji/problem_show.html"
     list_template = "xueji/problem_list.html"
-    formatters_columns = {"resolution": lambda v: v or "", "resolved_at": lambda v: v or ""}
+    formatters_columns = {"resolution": lambda v: v or ""}
 
     @expose("/show/<pk>")
     @has_access

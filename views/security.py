@@ -3,9 +3,10 @@ sign-in API. The policy (passwords, lockout, session versions, permission cache,
 module only declares which views FAB serves for it (config FAB_SECURITY_MANAGER_CLASS points here)."""
 from flask import current_app, session as flask_session
 from flask_appbuilder.security.api import SecurityApi
-from flask_appbuilder.security.views import AuthDBView, ResetMyPasswordView, ResetPasswordView
+from flask_appbuilder.security.views import AuthDBView, ResetMyPasswordView, ResetPasswordView, RoleModelView
 from flask_appbuilder.utils.limit import Limit
 from flask_appbuilder.views import expose
+from flask_appbuilder.widgets import ListWidget, ShowWidget
 from flask_limiter.util import get_remote_address
 
 from app.i18n import _l
@@ -62,3 +63,57 @@ class XuejiSecurityManager(XuejiSecurityPolicy):
         # FAB's SQLA manager hands its user views a plain SQLAInterface: put the scoped one back.
         self.userdbmodelview.datamodel = ScopedInterface(self.user_model)
         self.userstatschartview.datamodel = ScopedInterface(self.user_model)
+
+
+# --- roles: permissions in words ---------------------------------------------------------------------------------
+
+VERBS = {"can_read": "查看", "can_list": "查看", "can_show": "查看", "can_get": "查看", "can_info": "查看",
+         "can_write": "编辑", "can_add": "新增", "can_post": "新增", "can_edit": "编辑", "can_put": "编辑",
+         "can_delete": "删除", "menu_access": "菜单：", "can_import": "导入", "can_decide": "审核",
+         "can_file": "提交", "can_withdraw": "撤销或重新提交", "can_handle": "处理", "can_detect": "检测",
+         "can_clear": "清理", "can_arbitrate": "仲裁", "can_confirm": "确认", "can_change": "申请变更",
+         "can_graduate": "办理毕业", "can_rollback": "回退", "can_promote": "升级", "can_exchange": "交换",
+         "can_usage": "查看使用情况", "can_export": "导出", "export_selected": "导出", "can_userinfo": "查看",
+         "userinfoedit": "编辑", "resetmypassword": "修改密码", "resetpasswords": "重置密码", "unlock": "解锁",
+         "can_this_form_get": "打开", "can_this_form_post": "提交", "can_signout_all": "全部下线",
+         "can_download": "下载", "can_copyrole": "复制", "can_chart": "图表", "can_delete_item": "删除"}
+
+
+def _object_labels() -> dict[str, str]:
+    """Permission object (view or menu name) → the Chinese word the menu and the screens use for it."""
+    from flask import current_app
+    appbuilder = current_app.appbuilder
+    labels: dict[str, str] = {}
+    for item in appbuilder.menu.get_list():
+        labels[item.name] = str(item.label)
+        for child in item.childs or ():
+            if getattr(child, "name", None) and child.name != "-":
+                labels[child.name] = str(child.label)
+    for view in appbuilder.baseviews:
+        name = getattr(view, "class_permission_name", None) or type(view).__name__
+        title = getattr(view, "list_title", None) or getattr(view, "form_title", None)
+        if title and name not in labels and not str(title).isascii():
+            labels[name] = str(title)
+    return labels
+
+
+def permission_words(permission_views) -> str:
+    labels = _object_labels()
+    words = []
+    for pv in permission_views or ():
+        verb = VERBS.get(pv.permission.name, pv.permission.name.removeprefix("can_"))
+        words.append(f"{verb}{labels.get(pv.view_menu.name, pv.view_menu.name)}")
+    return "，".join(words)
+
+
+class XuejiRoleView(RoleModelView):
+    """角色: names and permissions in Chinese (查看学生学籍, 菜单：分班 …), not FAB's "can read on Student"."""
+    list_title = show_title = _l("角色")
+    add_title, edit_title = _l("新增角色"), _l("编辑角色")
+    label_columns = {"name": _l("角色名称"), "permissions": _l("权限")}
+    formatters_columns = {"permissions": permission_words}
+    list_widget = ListWidget                # FAB's role widgets print the raw list and ignore formatters
+    show_widget = ShowWidget
+
+
+XuejiSecurityManager.rolemodelview = XuejiRoleView

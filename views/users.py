@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Optional, Regexp
 from app.i18n import _l
 from app import clock
 from app import accounts
+from app.codes import when
 from app.accounts import assignable_role_names
 from app.scoping import ScopeFilter, ScopedInterface
 from models import XuejiUser
@@ -29,6 +30,27 @@ PHONE = Regexp(r"^1\d{10}$", message=_l("手机号应为11位数字，以1开头
 QQ = Regexp(r"^\d{5,12}$", message=_l("QQ号应为5到12位数字"))
 
 
+def blank(value):
+    return "" if value is None else value
+
+
+def role_names(roles) -> str:
+    """Roles as a plain comma list (学校学籍管理员，学校学籍主管领导), never "[学校学籍管理员]"."""
+    if roles is None:
+        return ""
+    if isinstance(roles, (list, tuple, set)):
+        return "，".join(str(getattr(r, "name", r)) for r in roles)
+    return str(roles)
+
+
+def person_name(first_name, last_name) -> str:
+    """A name in its own order: Chinese surname first with no space (罗霞), other names "First Last"."""
+    first, last = (first_name or "").strip(), (last_name or "").strip()
+    if any("\u4e00" <= ch <= "\u9fff" for ch in first + last):
+        return f"{last}{first}"
+    return " ".join(p for p in (first, last) if p)
+
+
 class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     datamodel = ScopedInterface(XuejiUser)
     class_permission_name = "User"
@@ -39,8 +61,13 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     list_title, show_title, add_title, edit_title = _l("账号"), _l("账号"), _l("新增账号"), _l("编辑账号")
     label_columns = USER_LABELS
     list_columns = ["username", "full_name", "school", "region", "roles", "phone", "active", "last_login"]
-    # a bureau account has no school, a school account no region: show blank, not "None"
-    formatters_columns = {c: (lambda v: "" if v is None else v) for c in ("school", "region", "phone", "last_login")}
+    # a bureau account has no school, a school account no region: show blank, not "None"; roles as a plain
+    # list, times to the minute
+    formatters_columns = {**{c: blank for c in ("school", "region", "phone", "qq", "email", "first_name",
+                                                "last_name", "full_name", "created_by", "changed_by")},
+                          **{c: when for c in ("last_login", "locked_until", "password_changed_on",
+                                               "created_on", "changed_on")},
+                          "roles": role_names, "login_count": blank, "fail_login_count": blank}
     show_fieldsets = [
         ("账号", {"fields": ["username", "last_name", "first_name", "email", "active", "roles", "school",
                              "region", "phone", "qq"]}),
