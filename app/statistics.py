@@ -4,15 +4,22 @@ function returns (headers, rows) so a table, a chart and an .xlsx share them.
 The four student tables (各区县, 学生概况, 各年级, 户口性质) and the class sizes (班额) are cut from one GROUP BY
 over the scope's 在校 students (per school, stage, grade and class, with the flag counts summed), so a city's
 page reads its 100,000 rows once instead of five times; the cut is memoised on the session until it flushes,
-commits or rolls back."""
+commits or rolls back.
+
+Grades are named (初一…高三, app.grades.grade_name) from cohort, the school's 学制 and its county's school year, the
+school years of all counties read in one query. The page's filters (学校 within the scope, 统计年度) are a Filter
+(`choose`): the chosen school narrows the scope, so every table, chart and .xlsx download is cut the same way
+from the same single pass."""
 from collections import defaultdict
+from dataclasses import dataclass
 from operator import add
 
 from sqlalchemy import case, event, extract, func, select
 from sqlalchemy.orm import Session
 
 from app import settings
-from app.scoping import apply_scope, resolved_scope_condition
+from app.grades import grade_name
+from app.scoping import Scope, apply_scope, resolved_scope_condition
 from models import Region, School, SchoolClass, Student
 from models.admissions import Admission, Quota
 from models.codes import Setting
@@ -56,13 +63,19 @@ def facts(session, scope) -> dict:
     if cond is not None:
         q = q.where(cond)
     width = 1 + len(FLAGS)                            # n and the flags, summed per school
+    groups = session.execute(q).all()
+    info = {i: (c, n, k, schooling) for i, c, n, k, schooling in session.execute(
+        select(School.id, School.code, School.name, School.county_code, School.schooling)
+        .where(School.id.in_(sorted({g[0] for g in groups}))))} if groups else {}
+    years = school_years(session, {v[2] for v in info.values()})
     school, grade, size = {}, {}, {}
     hukou = dict.fromkeys(HUKOU, 0)
     grade_classes = defaultdict(set)
-    for sid, stage, cohort, class_id, *counts in session.execute(q):
+    for sid, stage, cohort, class_id, *counts in groups:
         totals = school.get(sid)
         school[sid] = counts[:width] if totals is None else list(map(add, totals, counts[:width]))
-        key = (stage, cohort)
+        _code, _name, county, schooling = info[sid]
+        key = (stage, grade_name(stage, cohort, years[county], schooling))     # 初一…高三, as the school says it
         by_sex = grade.setdefault(key, [0, 0])
         by_sex[0] += counts[1 + MALE]
         by_sex[1] += counts[1 + FEMALE]
@@ -78,11 +91,8 @@ def facts(session, scope) -> dict:
              .group_by(Student.hukou_type))
         hukou.update(session.execute(q if cond is None else q.where(cond)).all())
     hukou = {h: n for h, n in hukou.items() if n}
-    info = {i: (c, n, k) for i, c, n, k in session.execute(
-        select(School.id, School.code, School.name, School.county_code).where(School.id.in_(sorted(school))))} \
-        if school else {}
     cut = {"school": school, "info": info, "grade": grade, "grade_classes": grade_classes, "hukou": hukou,
-           "size": size}
+           "size": size, "years": years}
     session.info.setdefault(_MEMO, {})[scope] = cut
     return cut
 
@@ -127,10 +137,37 @@ def by_county(session, scope):
 
 
 def by_grade(session, scope):
+    """各年级学生: per stage and grade name (初一…高三 from cohort, 学制 and the county's school year; "2024级" for a
+    cohort outside its school's years), boys, girls and classes."""
     cut = facts(session, scope)
-    rows = [(stage, f"{cohort}级", male, female, len(cut["grade_classes"][(stage, cohort)]))
-            for (stage, cohort), (male, female) in sorted(cut["grade"].items(), key=lambda kv: (kv[0][0], -kv[0][1]))]
+    rows = [(stage, name, male, female, len(cut["grade_classes"][(stage, name)]))
+            for (stage, name), (male, female) in sorted(cut["grade"].items(), key=lambda kv: _grade_order(*kv[0]))]
     return ["学段", "年级", "男", "女", "班级数"], rows
+
+
+GRADE_ORDER = ("初一", "初二", "初三", "初四", "高一", "高二", "高三")
+
+
+def _grade_order(stage, name):
+    rank = GRADE_ORDER.index(name) if name in GRADE_ORDER else len(GRADE_ORDER)
+    return stage, rank, -int(name[:4]) if name[:4].isdigit() else 0
+
+
+def school_years(session, counties) -> dict:
+    """county → its current school year (app.schoolyear.current) for all `counties` in one query."""
+    from app import schoolyear
+    counties = sorted(c for c in counties if c)
+    if not counties:
+        return {}
+    codes = {c for county in counties for c in settings.region_chain(county) if c}
+    values = dict(session.execute(select(Setting.region_code, Setting.value).where(
+        Setting.key == schoolyear.KEY, Setting.region_code.in_(sorted(codes)) | Setting.region_code.is_(None))).all())
+    out = {}
+    for county in counties:
+        value = next((values[c] for c in settings.region_chain(county) if c in values),
+                     settings.DEFAULTS.get(schoolyear.KEY, ""))
+        out[county] = int(value) if value else schoolyear.by_date()
+    return out
 
 
 def hukou(session, scope):
@@ -182,19 +219,24 @@ def _caps(session, counties, stages) -> dict:
 def class_sizes(session, scope):
     """班额: each class's size against its cap; 56+ is 大班额. Sizes come from the same GROUP BY (a student's class
     is always one of the student's school's: app.students checks it at every write)."""
-    size = facts(session, scope)["size"]
+    cut = facts(session, scope)
+    size = cut["size"]
     q = (select(School.name, School.county_code, SchoolClass.id, SchoolClass.stage, SchoolClass.cohort_year,
-                SchoolClass.name, SchoolClass.capacity)
+                SchoolClass.name, SchoolClass.capacity, School.schooling)
          .join(School, School.id == SchoolClass.school_id)
          .order_by(School.code, SchoolClass.cohort_year.desc(), SchoolClass.name))
     classes = session.execute(apply_scope(q, SchoolClass, scope)).all()
     defaults = _caps(session, sorted({c.county_code for c in classes if c.capacity is None}),
                      sorted({c.stage for c in classes if c.capacity is None}))
+    years = dict(cut["years"])
+    missing = {c.county_code for c in classes} - years.keys()       # schools without 在校 students
+    if missing:
+        years.update(school_years(session, missing))
     out = []
-    for school, county, cid, stage, cohort, name, cap in classes:
+    for school, county, cid, stage, cohort, name, cap, schooling in classes:
         n = size.get(cid, 0)
         cap = defaults[(county, stage)] if cap is None else cap
-        out.append((school, f"{cohort}级{name}", n, cap, "大班额" if n >= 56 else ("已满" if n >= cap else "")))
+        out.append((school, f"{grade_name(stage, cohort, years[county], schooling)}{name}", n, cap, "大班额" if n >= 56 else ("已满" if n >= cap else "")))
     return ["学校", "班级", "人数", "班额", "提示"], out
 
 
@@ -223,6 +265,40 @@ TABLES = {"counties": ("各区县学生概况", by_county), "overview": ("学生
           "classes": ("班额", class_sizes)}
 
 
+@dataclass(frozen=True)
+class Filter:
+    """The page's filters as they apply: `scope` is the user's scope, narrowed to the chosen school when that
+    school is in it (another school's id is ignored); `year` is the 统计年度 of the yearly tables (异动: calendar
+    year; 招生: plan year). The page and every .xlsx download take their numbers through the same Filter."""
+    scope: Scope
+    school_id: int | None
+    year: int
+    schools: tuple                     # (id, name) of the schools the user may choose, in 学校标识码 order
+
+
+YEARS_BACK = 5
+
+
+def choose(session, scope, school_id: int | None = None, year: int | None = None) -> Filter:
+    """The filter of a request: the schools in the user's scope (one scoped query) and the chosen school and year,
+    each checked against what may be chosen."""
+    from app import clock
+    schools = tuple(tuple(r) for r in session.execute(
+        apply_scope(select(School.id, School.name).order_by(School.code), School, scope)).all())
+    this_year = clock.today().year
+    if year is None or not (this_year - 50 <= year <= this_year + 1):
+        year = this_year
+    if school_id is None or scope.kind == "school" or school_id not in {i for i, _ in schools}:
+        return Filter(scope, None, year, schools)
+    return Filter(Scope("school", school_id=school_id, user_id=scope.user_id), school_id, year, schools)
+
+
+def year_choices(flt: Filter) -> list[int]:
+    from app import clock
+    this_year = clock.today().year
+    return sorted({*range(this_year - YEARS_BACK, this_year + 1), flt.year}, reverse=True)
+
+
 def table(session, scope, name: str, year: int | None = None):
     """(title, headers, rows) of one named table; `year` for the yearly ones (异动: calendar year; 招生: plan year)."""
     from app import clock
@@ -230,3 +306,8 @@ def table(session, scope, name: str, year: int | None = None):
     if name in ("changes", "admissions"):
         return (title, *fn(session, scope, year or clock.today().year))
     return (title, *fn(session, scope))
+
+
+def class_label(row) -> str:
+    """A 班额 chart label: the school's name and the class, so bars of different schools differ."""
+    return f"{row[0]} {row[1]}"

@@ -18,25 +18,36 @@ class StatisticsView(BaseView):
     method_permission_name = {"index": "read", "download": "read"}
     default_view = "index"
 
+    @staticmethod
+    def _filter():
+        """学校 and 年度 from the query string, checked against the user's scope (app.statistics.choose)."""
+        return statistics.choose(db.session, current_scope(), request.args.get("school", type=int),
+                                 request.args.get("year", type=int))
+
     @expose("/")
     @has_access
     def index(self):
-        scope = current_scope()
-        tables = {name: statistics.table(db.session, scope, name) for name in statistics.TABLES}
+        flt = self._filter()
+        tables = {name: statistics.table(db.session, flt.scope, name, flt.year) for name in statistics.TABLES}
         title, headers, classes = tables["classes"]
         shown = statistics.classes_on_screen(classes)
         tables["classes"] = (title, headers, shown)
         bands = statistics.class_size_bands(classes) if len(shown) < len(classes) else None
+        args = {k: v for k, v in (("school", flt.school_id), ("year", flt.year)) if v is not None}
         return self.render_template("xueji/statistics.html", tables=tables, title=_l("学籍统计"),
-                                    class_count=len(classes), class_bands=bands)
+                                    class_count=len(classes), class_bands=bands, flt=flt, filter_args=args,
+                                    years=statistics.year_choices(flt),
+                                    class_labels=[statistics.class_label(r) for r in shown])
 
     @expose("/download/<string:name>.xlsx")
     @has_access
     def download(self, name):
         if name not in statistics.TABLES:
             abort(404)
-        title, headers, rows = statistics.table(db.session, current_scope(), name, request.args.get("year", type=int))
-        audit.record(db.session, "export", entity="statistics", field=name, new=f"rows={len(rows)}")
+        flt = self._filter()
+        title, headers, rows = statistics.table(db.session, flt.scope, name, flt.year)
+        chosen = f" school={flt.school_id}" if flt.school_id else ""
+        audit.record(db.session, "export", entity="statistics", field=name, new=f"rows={len(rows)}{chosen} year={flt.year}")
         db.session.commit()
         return send_file(xlsx_file(headers, rows, title[:30]), as_attachment=True, download_name=f"{title}.xlsx",
                          mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
