@@ -196,3 +196,17 @@ def resolve_in_progress(session, problem_id: int, request_id: int) -> None:
     problem = session.get(Problem, problem_id)
     if problem is not None and problem.current == 1:
         problem.state, problem.request_id = IN_PROGRESS, request_id
+
+
+def may_handle(session, actor, problem: Problem) -> bool:
+    """Whether `actor` may handle this 问题学籍 now (变更, 佐证, 删除): an open problem, a record not deleted, and
+    the school's registrar — the same checks `delete_record` and the filing of 变更/佐证 make."""
+    from app.roles import ROLE_SCHOOL_REGISTRAR
+    from app.scoping import school_in_scope, scope_of
+    if actor is None or problem is None or problem.current != 1:
+        return False
+    if ROLE_SCHOOL_REGISTRAR not in {r.name for r in getattr(actor, "roles", ())}:
+        return False
+    student = session.get(Student, problem.student_id)
+    return student is not None and student.deleted_at is None and \
+        school_in_scope(student.school_id, scope_of(actor), session)

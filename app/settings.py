@@ -41,6 +41,34 @@ DEFAULTS = {
 }
 
 
+# What each setting means, one short sentence (参数设置 lists every key with it).
+MEANINGS = {
+    "class_cap.初中": "初中每班默认班额（人数上限），个别班级可由区县单独设置。",
+    "class_cap.高中": "高中每班默认班额（人数上限），个别班级可由区县单独设置。",
+    "class_cap.hard_limit": "大班额界限：默认班额必须低于此人数，达到即为大班额。",
+    "evidence.max_bytes": "上传的每个证明材料文件的大小上限。",
+    "key_fields.extra": "除姓名、身份证件号、性别、出生日期、年级、班级外，另需走关键数据变更审批的学生字段。",
+    "workflow.due_days": "审批每个环节的办理时限（工作日）。",
+    "problems.proof_allows_invalid_id": "身份证件号错误的问题学籍是否允许通过佐证办结。",
+    "rules.compulsory_no_withdrawal": "义务教育阶段是否禁止退学、开除。",
+    "rules.no_repeat_compulsory": "义务教育阶段是否禁止留级。",
+    "rules.no_repeat_graduating": "毕业年级是否禁止留级。",
+    "rules.skip_once_per_stage": "每个学段是否最多只能跳级一次。",
+    "calendar.graduating_freeze": "毕业年级在此期间不受理新的学籍业务。",
+    "calendar.transfer_pause": "此期间不受理新的转学申请。",
+    "calendar.cross_province_windows": "受理毕业后跨省就学申请的时间段。",
+    "calendar.school_year": "本地当前学年（由升级设置）；留空则按日期推算。",
+    "calendar.admission_switch": "自该日起招生录取计入下一学年的新生。",
+    "graduation.cert_pattern": "毕业证号的生成格式（学校标识码、年份、流水号）。",
+    "calendar.graduation_window": "只在此期间办理毕业。",
+    "rules.no_transfer_entry_first_term": "起始年级第一学期是否禁止转学。",
+    "rules.no_transfer_graduating_last_term": "毕业年级最后一学期是否禁止转学。",
+    "exchange.package_days": "跨省转学数据包的有效天数，超过即拒收。",
+}
+
+LEVELS = {"default": "全国默认", "installation": "全系统", "province": "省级", "city": "市级", "county": "区县"}
+
+
 def region_chain(county_code: str | None) -> list[str | None]:
     """Codes to try, most specific first: county, city, province, installation."""
     if not county_code:
@@ -192,3 +220,85 @@ def setting_is_valid(setting: Setting, session) -> None:
     writes (升级 moving calendar.school_year, the CLI, migrations) are trusted."""
     if has_request_context():
         validate(setting, session)
+
+
+# --- 参数设置 overview: every key, its default, the value in force for one region and who set it ----------------
+
+def level_of(region_code: str | None) -> str:
+    """The level a setting row belongs to: 全系统 (no region), 省级, 市级 or 区县."""
+    if not region_code:
+        return "installation"
+    if region_code.endswith("0000"):
+        return "province"
+    if region_code.endswith("00"):
+        return "city"
+    return "county"
+
+
+def _md_words(text: str) -> str:
+    m = _MMDD.match(text.strip())
+    return f"{int(m.group(1))}月{int(m.group(2))}日" if m else text
+
+
+def display(key: str, value: str | None, field_labels: dict | None = None) -> str:
+    """A setting's value in words: 是/否 for flags, 7月1日至8月14日 for windows, units for numbers;
+    `field_labels` names the student fields of key_fields.extra (the screens pass their labels)."""
+    value = "" if value is None else str(value)
+    if key.startswith("rules.") or key == "problems.proof_allows_invalid_id":
+        return {"1": "是", "0": "否"}.get(value, value)
+    if key.startswith("calendar.") and ".." in value:
+        parts = []
+        for part in value.split(","):
+            start, _, end = part.strip().partition("..")
+            parts.append(f"{_md_words(start)}至{_md_words(end)}")
+        return "、".join(parts)
+    if key == "calendar.admission_switch":
+        return _md_words(value)
+    if key == "calendar.school_year":
+        return f"{value}—{int(value) + 1}学年" if _whole(value) is not None else "按日期推算"
+    if key.startswith("class_cap."):
+        return f"{value}人"
+    if key == "evidence.max_bytes" and _whole(value) is not None:
+        n = int(value)
+        return f"{n / 1024 / 1024:g} MB" if n % (1024 * 1024) == 0 else f"{n / 1024:.0f} KB"
+    if key == "workflow.due_days":
+        return f"{value}个工作日"
+    if key == "exchange.package_days":
+        return f"{value}天"
+    if key == "key_fields.extra":
+        if not value.strip():
+            return "无"
+        labels = field_labels or {}
+        return "、".join(str(labels.get(f.strip(), f.strip())) for f in value.split(",") if f.strip())
+    return value
+
+
+def overview(session, region_code: str | None, field_labels: dict | None = None) -> list[dict]:
+    """Every key of DEFAULTS for one region (a county, city or province code; None: the installation): its
+    meaning, the national default, the value in force there, the level that set it and that region's own row.
+    Only the region's own chain is read, so a county never sees another county's rows."""
+    chain = list(dict.fromkeys(region_chain(region_code) if region_code else [None]))
+    codes = [c for c in chain if c]
+    rows = session.execute(select(Setting).where(Setting.region_code.in_(codes) | Setting.region_code.is_(None))
+                           ).scalars().all() if codes else \
+        session.execute(select(Setting).where(Setting.region_code.is_(None))).scalars().all()
+    by_key: dict[str, dict] = {}
+    for row in rows:
+        by_key.setdefault(row.key, {})[row.region_code] = row
+    result = []
+    for key, default in DEFAULTS.items():
+        found = by_key.get(key, {})
+        value, level, set_row = default, "default", None
+        for code in chain:
+            if code in found:
+                set_row = found[code]
+                value, level = set_row.value, level_of(code)
+                break
+        own = found.get(region_code)
+        result.append({"key": key, "meaning": MEANINGS.get(key, ""), "default": default,
+                       "default_words": display(key, default, field_labels), "value": value,
+                       "value_words": display(key, value, field_labels),
+                       "level": level, "level_label": LEVELS[level],
+                       "set_in": set_row.region_code if set_row is not None else None,
+                       "own_id": own.id if own is not None else None, "note": own.note if own is not None else None})
+    return result

@@ -1,5 +1,7 @@
 """Settings are validated by the rules they express (issue 15), when saved through the screens or any API: a flush
 rule on Setting (app.settings.setting_is_valid)."""
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -108,3 +110,47 @@ def test_every_default_passes_its_own_rule(app):
     with app.app_context():
         for key, value in settings.DEFAULTS.items():
             settings.validate(Setting(key=key, value=value), db.session)
+
+
+# --- 参数设置 overview (issue 16): every key, its meaning, default, value in force and level -----------------
+
+def test_overview_lists_every_setting_with_meaning_default_and_words(app, world, as_user):
+    from app.settings import DEFAULTS, MEANINGS
+    assert set(MEANINGS) == set(DEFAULTS) and all(MEANINGS.values())
+    page = as_user("county_a_clerk").get("/setting/overview").get_data(as_text=True)
+    for key in DEFAULTS:
+        assert f'data-key="{key}"' in page and MEANINGS[key] in page, key
+    assert "7月1日至8月14日" in page and "全国默认" in page and "是" in page
+    assert "07-01..08-14" not in page and "None" not in page
+
+
+def test_overview_shows_own_and_inherited_values_never_another_countys(app, world, as_user):
+    admin = as_user("admin")
+    add(admin, "workflow.due_days", "7")                       # installation-wide
+    add(as_user("county_b_clerk"), "class_cap.初中", "41")     # another county
+    a = as_user("county_a_clerk")
+    add(a, "class_cap.高中", "45")
+    page = a.get("/setting/overview").get_data(as_text=True)
+    row = lambda key: re.search(rf'data-key="{re.escape(key)}".*?</tr>', page, re.S).group(0)   # noqa: E731
+    assert "7个工作日" in row("workflow.due_days") and "全系统" in row("workflow.due_days")
+    assert "设置" in row("workflow.due_days")                  # the county may set its own
+    assert "45人" in row("class_cap.高中") and "区县" in row("class_cap.高中") and "/setting/edit/" in row("class_cap.高中")
+    assert "41人" not in page and "50人" in row("class_cap.初中")
+    form = a.get("/setting/add?key=class_cap.初中").get_data(as_text=True)
+    assert 'value="class_cap.初中"' in form
+    # the superadmin sees installation-wide values; a school reads without edit links
+    assert "7个工作日" in admin.get("/setting/overview").get_data(as_text=True)
+    school = as_user("school_a1_leader").get("/setting/overview").get_data(as_text=True)
+    assert "45人" in school and "/setting/add" not in school and "/setting/edit/" not in school
+
+
+def test_menu_points_to_the_overview(app, world, as_user):
+    assert 'href="/setting/overview"' in as_user("county_a_clerk").get("/").get_data(as_text=True)
+
+
+def test_display_words():
+    assert settings.display("rules.no_repeat_graduating", "0") == "否"
+    assert settings.display("calendar.cross_province_windows", "08-15..12-14,03-01..05-31") == \
+        "8月15日至12月14日、3月1日至5月31日"
+    assert settings.display("evidence.max_bytes", str(2 * 1024 * 1024)) == "2 MB"
+    assert settings.display("calendar.school_year", "") == "按日期推算"

@@ -59,7 +59,8 @@ def register_views(appbuilder) -> None:
         category_label=_l("学校管理"), category_icon="fa-building")
     add(SchoolClassView, "Classes", label=_l("班级"), icon="fa-users", category="Organisation")
     add(RegionView, "Regions", label=_l("行政区划"), icon="fa-map", category="Organisation")
-    add(SettingView, "Settings", label=_l("参数设置"), icon="fa-sliders", category="Organisation")
+    add(SettingView, "Settings", href="/setting/overview", label=_l("参数设置"), icon="fa-sliders",
+        category="Organisation")
     add(AuditView, "Audit", label=_l("审计日志"), icon="fa-list", category="Security", category_label=_l("系统管理"),
         category_icon="fa-cogs")
     add(CodeView, "Codes", label=_l("代码表"), icon="fa-table", category="Security")
@@ -82,3 +83,8 @@ def _template_checks() -> None:
     from app.extensions import db
     current_app.jinja_env.globals["may_file_status_change"] = \
         lambda student=None: statuschange.may_file(db.session, g.get("user"), student)
+    from app import keydata, problems
+    current_app.jinja_env.globals["may_file_key_change"] = \
+        lambda student=None: keydata.may_file(db.session, g.get("user"), student)
+    current_app.jinja_env.globals["may_handle_problem"] = \
+        lambda problem: problems.may_handle(db.session, g.get("user"), problem)

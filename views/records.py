@@ -585,8 +585,41 @@ class SettingView(XuejiModelView):
     add_columns = edit_columns = show_columns = ["key", "region_code", "value", "note"]
     search_columns = ["key", "region_code"]
     base_order = ("key", "asc")
-    description_columns = {"key": _l("可用参数：class_cap.初中、class_cap.高中、class_cap.hard_limit、"
-                                     "evidence.max_bytes、key_fields.extra、workflow.due_days")}
+    description_columns = {"key": _l("可用参数见“参数设置”总览（每个参数的含义、全国默认值和现行值）")}
+    method_permission_name = {**VIEW_RW, "overview": "read"}
+
+    @staticmethod
+    def own_region() -> str | None:
+        """The region whose values the user sees in force and sets: a bureau's own region, a school's county,
+        the installation (None) for the superadmin."""
+        scope = current_scope()
+        if scope.kind == "region":
+            return scope.region_code
+        if scope.kind == "school":
+            return db.session.scalar(select(School.county_code).where(School.id == scope.school_id))
+        return None
+
+    @expose("/overview")
+    @has_access
+    def overview(self):
+        """参数设置: every setting with its meaning, national default, the value in force here and who set it."""
+        from app import settings
+        region = self.own_region()
+        rows = settings.overview(db.session, region, STUDENT_LABELS)
+        may_write = self.appbuilder.sm.has_access("can_write", self.class_permission_name)
+        region_name = (db.session.scalar(select(Region.name).where(Region.code == region)) or region) \
+            if region else "全系统"
+        return self.render_template("xueji/settings_overview.html", rows=rows, may_write=may_write,
+                                    region=region, region_name=region_name, title=_l("参数设置"))
+
+    def _get_add_widget(self, form, exclude_cols=None, widgets=None):
+        """设置 from the overview: the key (and the user's own region) filled in."""
+        if request.method == "GET":
+            if request.args.get("key") and not form.key.data:
+                form.key.data = request.args["key"]
+            if not form.region_code.data and self.own_region() and current_scope().kind == "region":
+                form.region_code.data = self.own_region()
+        return super()._get_add_widget(form, exclude_cols, widgets)
 
     def pre_add(self, item):
         from app import settings

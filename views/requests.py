@@ -215,6 +215,8 @@ class KeyChangeView(BaseView):
     @has_access
     def form(self, student_id):
         student = _student_in_scope(student_id)
+        if not keydata.may_file(db.session, g.user, student):
+            abort(403)                            # the same rule that hides the button (app.keydata.may_file)
         fields = key_fields(db.session, db.session.get(School, student.school_id).county_code)
         classes = _classes_of(student.school_id)
         problem_id = request.values.get("problem_id")
@@ -393,6 +395,8 @@ class ProblemView(XuejiModelView):
     @has_access
     def proof(self, pk):
         problem = self.datamodel.get(pk) or abort(404)
+        if not problems.may_handle(db.session, g.user, problem):
+            abort(403)                            # the same rule that hides the buttons (app.problems.may_handle)
         student = db.session.get(Student, problem.student_id)
         try:
             ids = _upload_all(request.files.getlist("evidence"), student)
@@ -412,6 +416,8 @@ class ProblemView(XuejiModelView):
     @has_access
     def remove(self, pk):
         problem = self.datamodel.get(pk) or abort(404)
+        if not problems.may_handle(db.session, g.user, problem):
+            abort(403)
         try:
             problems.delete_record(db.session, g.user, problem, request.form.get("reason", ""),
                                    request.form.get("confirm") == "确认删除")
