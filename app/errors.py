@@ -282,14 +282,19 @@ TRANSIENT_CODES = {"40P01", "40001", 1213, 1205, 1305}
 
 
 def transient(exc) -> bool:
+    """PostgreSQL names the failure by SQLSTATE; MySQL-family servers by their error number (pymysql's sqlstate is a
+    generic class like 42000), so both are looked at."""
     orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or (orig.args[0] if orig is not None and orig.args else None)
-    return code in TRANSIENT_CODES
+    errno = orig.args[0] if orig is not None and getattr(orig, "args", None) else None
+    return getattr(orig, "sqlstate", None) in TRANSIENT_CODES or errno in TRANSIENT_CODES
 
 
-def with_retry(session, fn, attempts: int = 3):
+def with_retry(session, fn, attempts: int = 5):
     """Run a service's whole transaction ``fn()`` again from its start when the database broke it for a transient
-    reason (``fn`` must (re)load what it changes); other errors, and the last attempt's, go to the caller."""
+    reason (``fn`` must (re)load what it changes), after a short random pause so that the parties that collided do
+    not collide again in step; other errors, and the last attempt's, go to the caller."""
+    import random
+    import time
     from sqlalchemy.exc import DBAPIError
     for n in range(attempts):
         try:
@@ -298,3 +303,4 @@ def with_retry(session, fn, attempts: int = 3):
             if not transient(exc) or n == attempts - 1:
                 raise
             session.rollback()
+            time.sleep(random.uniform(0.01, 0.05) * (n + 1))

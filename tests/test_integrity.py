@@ -218,3 +218,20 @@ def test_simultaneous_filers_get_one_open_request(app, world):
         kind.validate, kind.min_evidence, workflow.open_request = saved
     assert sum(isinstance(r, int) for r in results) == 1
     assert [r.code for r in results if isinstance(r, RuleError)] == ["2002"]
+
+
+def test_transient_failures_are_told_from_real_ones():
+    """InnoDB names a broken transaction by its error number (pymysql's sqlstate is a generic 42000), PostgreSQL by
+    its SQLSTATE; a duplicate key is no reason to run again."""
+    import pymysql
+    from sqlalchemy.exc import IntegrityError as SAIntegrityError, OperationalError
+    from app.errors import transient
+    savepoint_gone = pymysql.err.OperationalError(1305, "SAVEPOINT sa_savepoint_2 does not exist")
+    assert getattr(savepoint_gone, "sqlstate", None) != "1305"
+    assert transient(OperationalError("x", {}, savepoint_gone))
+    assert transient(OperationalError("x", {}, pymysql.err.OperationalError(1213, "Deadlock found")))
+    assert not transient(SAIntegrityError("x", {}, pymysql.err.IntegrityError(1062, "Duplicate entry")))
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+    assert transient(OperationalError("x", {}, Deadlock()))

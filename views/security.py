@@ -43,7 +43,9 @@ class XuejiResetPasswordView(ResetPasswordView):
         from flask import abort, request
         from app.scoping import apply_scope
         # resetting another user's password is a write on that user: same scope rules
-        pk = request.args.get("pk")
+        pk = request.args.get("pk", type=int)        # an integer: PostgreSQL compares no integer with text
+        if pk is None:
+            abort(404)
         q = apply_scope(self.appbuilder.sm.session.query(XuejiUser).filter(XuejiUser.id == pk), XuejiUser)
         if q.one_or_none() is None:
             abort(404)
