@@ -133,3 +133,9 @@ def test_account_list_shows_blank_not_none(app, world, as_user):
     """A bureau account has no school and a school account no region: the list shows a blank cell."""
     page = as_user("county_a_clerk").get("/users/list/").get_data(as_text=True)
     assert "school_a1_clerk" in page and ">None<" not in page.replace(" ", "").replace("\n", "")
+
+
+def test_account_form_speaks_chinese(app, world, as_user):
+    page = as_user("admin").get("/users/add").get_data(as_text=True)
+    assert "It's not a good policy" not in page and "Write the user" not in page
+    assert "不要删除" in page and "教育局账号填写所辖行政区划" in page

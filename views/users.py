@@ -60,6 +60,17 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     base_filters = [["id", ScopeFilter, None]]
     list_title, show_title, add_title, edit_title = _l("账号"), _l("账号"), _l("新增账号"), _l("编辑账号")
     label_columns = USER_LABELS
+    # FAB's English hints ("It's not a good policy to remove a user…") in the words of this system
+    description_columns = {
+        "username": _l("登录用的用户名，建议用拼音或工号，创建后不要修改"),
+        "last_name": _l("姓"), "first_name": _l("名"),
+        "email": _l("用于找回密码和通知，每个账号一个邮箱"),
+        "active": _l("不再使用的账号请取消“启用”，不要删除：审计日志和审批记录仍指向它"),
+        "roles": _l("按岗位选择角色；学校账号选学校学籍管理员或学籍主管领导，教育局账号选经办或审核"),
+        "school": _l("学校账号填写所在学校（只能看到本校）"),
+        "region": _l("教育局账号填写所辖行政区划（看到辖区内所有学校）"),
+        "phone": _l("11位手机号码，学籍管理员通讯录中显示"),
+    }
     list_columns = ["username", "full_name", "school", "region", "roles", "phone", "active", "last_login"]
     # a bureau account has no school, a school account no region: show blank, not "None"; roles as a plain
     # list, times to the minute
