@@ -161,17 +161,6 @@ register(Kind(code="problem_proof", title="问题学籍佐证", chain="problem_p
 # --- who may file: the route's own check, asked by the pages before they show a button -----------------------
 
 def may_file(session, actor, student: Student | None = None, kind_code: str = "key_change") -> bool:
-    """Whether `actor` may file 关键数据变更 (or 问题学籍佐证) for this student now: the filer check `workflow.file`
-    makes (the kind's filer role, the student's school in scope) and a record that is not deleted. The student
-    and problem pages show 关键数据变更申请 / 提交变更申请 only then; the route answers 403 otherwise."""
-    from app.workflow import KINDS, _check_filer
-    kind = KINDS[kind_code]
-    if actor is None or kind.filer_role not in {r.name for r in getattr(actor, "roles", ())}:
-        return False
-    if student is None:
-        return True
-    try:
-        _check_filer(session, actor, kind, student.school_id)
-    except RuleError:
-        return False
-    return student.deleted_at is None
+    """Whether `actor` may file 关键数据变更 (or 问题学籍佐证) for this student now (app.workflow.may_file)."""
+    from app.workflow import may_file as may_file_kind
+    return may_file_kind(session, actor, kind_code, student)

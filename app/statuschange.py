@@ -197,20 +197,9 @@ register(Kind(code="status_change", title="学籍异动", chain="status_change",
 
 
 def may_file(session, actor, student: Student | None = None) -> bool:
-    """Whether `actor` may file 学籍异动 at all (no student) or for this student: the filer check `workflow.file`
-    makes (the kind's filer role, the student's school in scope). The 学籍异动 pages open and the student page
-    shows its 学籍异动申请 button only then."""
-    from app.workflow import KINDS, _check_filer
-    kind = KINDS["status_change"]
-    if actor is None or kind.filer_role not in {r.name for r in getattr(actor, "roles", ())}:
-        return False
-    if student is None:
-        return True
-    try:
-        _check_filer(session, actor, kind, student.school_id)
-    except RuleError:
-        return False
-    return student.deleted_at is None
+    """Whether `actor` may file 学籍异动 at all (no student) or for this student (app.workflow.may_file)."""
+    from app.workflow import may_file as may_file_kind
+    return may_file_kind(session, actor, "status_change", student)
 
 
 def allowed_types(session, student: Student) -> list[ChangeType]:

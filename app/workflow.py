@@ -155,6 +155,22 @@ def _check_filer(session, actor, kind: Kind, school_id: int) -> None:
         raise OutOfScope()
 
 
+def may_file(session, actor, kind_code: str, student: Student | None = None) -> bool:
+    """Whether `actor` may file a request of this kind at all (no student) or for this student now: the filer
+    check `file` makes (the kind's filer role, the student's school in scope) and a record that is not deleted.
+    Pages ask it before they show a filing button; the filing routes answer 403 when it says no."""
+    kind = KINDS[kind_code]
+    if actor is None or kind.filer_role not in {r.name for r in getattr(actor, "roles", ())}:
+        return False
+    if student is None:
+        return True
+    try:
+        _check_filer(session, actor, kind, student.school_id)
+    except RuleError:
+        return False
+    return student.deleted_at is None
+
+
 def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind) -> None:
     ids = [int(i) for i in evidence_ids or ()]
     if ids:
