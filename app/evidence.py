@@ -13,7 +13,7 @@ served only through the scoped download, always as an attachment.
   control, format and bidi characters removed, NUL refused, and the extension is the detected type's.
 - The file is written only after the row's flush succeeded, and removed again if the transaction rolls back.
 
-`check_image` serves any other picture the app accepts (the future student photo) with the same rules.
+`check_image` and `read_upload` serve the student photo (app/photos.py) with the same rules.
 """
 import hashlib
 import io
@@ -309,18 +309,32 @@ def check(data: bytes, name: str) -> tuple[str, str]:
     return mime, ext
 
 
+def read_upload(stream, filename: str | None, limit: int) -> tuple[bytes, str]:
+    """The uploaded bytes (never more than `limit` + 1 read) and the name to show in messages; an empty file
+    or one over `limit` bytes is refused. Evidence and the student photo read their uploads alike."""
+    data = stream.read(limit + 1)
+    shown = _readable(filename) or "file"
+    if not data:
+        raise RuleError(f"文件“{shown}”是空的", code="empty_file")
+    if len(data) > limit:
+        raise RuleError(f"文件“{shown}”超过{limit_words(limit)}上限", code="file_too_large")
+    return data, shown
+
+
+def limit_words(limit: int) -> str:
+    """2 MB, 512 KB: a byte limit as the messages name it."""
+    if limit >= 1024 * 1024:
+        return f"{limit / 1024 / 1024:g}MB" if limit % (1024 * 1024) == 0 else f"{limit / 1024 / 1024:.1f}MB"
+    return f"{max(limit // 1024, 1)}KB"
+
+
 def store(session, stream, filename: str, school_id: int, actor=None, student_id=None, county=None) -> Evidence:
     """Check and keep one uploaded file; returns the (flushed) Evidence row. Nothing is written on refusal; the
     file is written after the row's flush and removed if the transaction then rolls back."""
     from app import uploads
     limit = settings.get_int(session, "evidence.max_bytes", county)
     filename = submitted_name(stream, filename)
-    data = stream.read(limit + 1)
-    shown = _readable(filename) or "file"
-    if not data:
-        raise RuleError(f"文件“{shown}”是空的", code="empty_file")
-    if len(data) > limit:
-        raise RuleError(f"文件“{shown}”超过{limit // 1024 // 1024 or 1}MB上限", code="file_too_large")
+    data, shown = read_upload(stream, filename, limit)
     mime, ext = check(data, shown)
     stored = f"{uuid.uuid4().hex}{ext}"
     row = Evidence(school_id=school_id, student_id=student_id, stored_name=stored,

@@ -18,6 +18,7 @@ DEFAULTS = {
     "class_cap.高中": "50",
     "class_cap.hard_limit": "56",   # 56+ is 大班额: never without an explicit per-class county override
     "evidence.max_bytes": str(2 * 1024 * 1024),
+    "photo.max_bytes": str(2 * 1024 * 1024),      # 学生照片 upload (stored cropped, about 50 KB)
     "key_fields.extra": "",         # comma-separated Student columns the superadmin marks as key data
     "workflow.due_days": "10",      # working days per step (DOMAIN §4.2)
     "problems.proof_allows_invalid_id": "1",   # 2017 help: 佐证 allowed for 身份证号错误 too
@@ -47,6 +48,7 @@ MEANINGS = {
     "class_cap.高中": "高中每班默认班额（人数上限），个别班级可由区县单独设置。",
     "class_cap.hard_limit": "大班额界限：默认班额必须低于此人数，达到即为大班额。",
     "evidence.max_bytes": "上传的每个证明材料文件的大小上限。",
+    "photo.max_bytes": "上传的学生照片（JPG或PNG）文件的大小上限；照片保存时裁剪为26×32毫米比例。",
     "key_fields.extra": "除姓名、身份证件号、性别、出生日期、年级、班级外，另需走关键数据变更审批的学生字段。",
     "workflow.due_days": "审批每个环节的办理时限（工作日）。",
     "problems.proof_allows_invalid_id": "身份证件号错误的问题学籍是否允许通过佐证办结。",
@@ -185,7 +187,7 @@ def _validator(key: str):
         return _class_cap
     if key == "class_cap.hard_limit":
         return _hard_limit
-    if key in ("evidence.max_bytes",):
+    if key in ("evidence.max_bytes", "photo.max_bytes"):
         return lambda k, v, s, sess: _positive(k, v, upper=12 * 1024 * 1024, unit="字节")
     if key in ("workflow.due_days", "exchange.package_days"):
         return lambda k, v, s, sess: _positive(k, v, upper=3650, unit="天")
@@ -258,7 +260,7 @@ def display(key: str, value: str | None, field_labels: dict | None = None) -> st
         return f"{value}—{int(value) + 1}学年" if _whole(value) is not None else "按日期推算"
     if key.startswith("class_cap."):
         return f"{value}人"
-    if key == "evidence.max_bytes" and _whole(value) is not None:
+    if key in ("evidence.max_bytes", "photo.max_bytes") and _whole(value) is not None:
         n = int(value)
         return f"{n / 1024 / 1024:g} MB" if n % (1024 * 1024) == 0 else f"{n / 1024:.0f} KB"
     if key == "workflow.due_days":

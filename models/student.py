@@ -93,6 +93,8 @@ class Student(Model):
     # 毕业/结业/肄业
     graduated_on = Column(Date, nullable=True)
     cert_no = Column(String(40), nullable=True, index=True)                # 毕业证号 (pattern: a setting)
+    # 学生照片: the stored file's random name under UPLOAD_FOLDER/photos (app.photos), served only in scope
+    photo = Column(String(40), nullable=True)
     school = relationship("School", lazy="joined")
     school_class = relationship("SchoolClass", lazy="joined")
     guardians = relationship("Guardian", back_populates="student", order_by="Guardian.seq",

@@ -4,8 +4,9 @@ import json
 import threading
 import time
 
-from flask import abort, current_app, flash, g, has_app_context, redirect, request, url_for
+from flask import abort, current_app, flash, g, has_app_context, redirect, request, send_file, url_for
 from flask_appbuilder.actions import action
+from flask_appbuilder.api import expose as api_expose, protect, safe
 from flask_appbuilder.models.sqla.filters import (FilterContains, FilterEndsWith, FilterEqual, FilterNotContains,
                                                   FilterNotEndsWith, FilterNotStartsWith, FilterStartsWith,
                                                   SQLAFilterConverter, get_field_setup_query)
@@ -21,7 +22,7 @@ from wtforms import BooleanField
 from app import classes as class_rules
 from app import grades
 from app.codes import FIELD_TABLES, REGION_FIELDS, field_label, label, region_label, when
-from app import clock
+from app import clock, photos
 from app.demo import current_school_year
 from app.errors import RuleError, json_error
 from app.exports import GRADE
@@ -59,7 +60,7 @@ STUDENT_LABELS = {
     "transport": _l("上下学交通方式"), "school_bus": _l("是否需要乘坐校车"), "school": _l("学校"),
     "school_id": _l("学校ID"), "stage": _l("学段"), "cohort_year": _l("年级"), "school_class": _l("班级"),
     "class_id": _l("班级ID"), "status": _l("学籍状态"), "has_problem": _l("问题学籍"), "deleted_at": _l("删除时间"),
-    "delete_reason": _l("删除原因"),
+    "delete_reason": _l("删除原因"), "photo": _l("学生照片"),
 }
 BASIC = ["xjh", "name", "sex", "birth_date", "birthplace", "native_place", "ethnicity", "nationality", "id_type",
          "id_number", "gatq", "political", "health"]
@@ -96,6 +97,14 @@ def class_grade(klass) -> str:
     name = grade_of(klass, status=False)
     cohort = f"{klass.cohort_year}级"
     return name if name == cohort else f"{name}（{cohort}）"
+
+
+def photo_limit(student) -> str:
+    """photo.max_bytes for the student's county, as the upload form names it (2MB)."""
+    from app import settings
+    from app.evidence import limit_words
+    county = student.school.county_code if student.school is not None else None
+    return limit_words(settings.get_int(db.session, "photo.max_bytes", county))
 
 
 def student_value(student, field: str) -> str:
@@ -421,7 +430,7 @@ class StudentView(XuejiModelView):
     datamodel = StudentListInterface(Student, list_columns=STUDENT_LIST)
     class_permission_name = "Student"
     route_base = "/student"
-    method_permission_name = {**VIEW_RW, "card": "read", "place": "write"}
+    method_permission_name = {**VIEW_RW, "card": "read", "place": "write", "photo": "read", "photo_upload": "write"}
     list_title = show_title = _l("学生学籍")
     add_title, edit_title = _l("新增学生"), _l("编辑学生（关键数据须通过变更申请修改）")
     label_columns = STUDENT_LABELS
@@ -491,7 +500,9 @@ class StudentView(XuejiModelView):
                                     requests=requests_, enrollments=enrollments, problems=problems_,
                                     label=lambda t, v: label(db.session, t, v),
                                     field_name=lambda f: STUDENT_LABELS.get(f, f or ""),
-                                    school_year=current_school_year())
+                                    school_year=current_school_year(),
+                                    may_photo=photos.may_set_photo(db.session, g.user, student),
+                                    photo_limit=photo_limit(student))
 
     @expose("/card/<pk>")
     @has_access
@@ -504,6 +515,37 @@ class StudentView(XuejiModelView):
                                     labels=STUDENT_LABELS, value=lambda f: student_value(student, f),
                                     label=lambda t, v: label(db.session, t, v), yes_no=yes_no,
                                     printed_by=g.user, printed_at=when(clock.now()))
+
+    @expose("/photo/<int:pk>", methods=["GET"])
+    @has_access
+    def photo(self, pk):
+        """学生照片 of an in-scope student (404 otherwise, or when there is none), never from static."""
+        student = self.datamodel.get(pk)
+        path = photos.path_of(student) if student is not None else None
+        if path is None:
+            abort(404)
+        resp = send_file(path, mimetype="image/jpeg", conditional=False, etag=False, max_age=0)
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Cache-Control"] = "private, no-cache"
+        resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return resp
+
+    @expose("/photo/<int:pk>", methods=["POST"])
+    @has_access
+    def photo_upload(self, pk):
+        """上传照片 from the student page (form field `photo`): app.photos.set_photo checks, crops and commits."""
+        student = self.datamodel.get(pk)
+        if student is None:
+            abort(404)
+        upload = request.files.get("photo") or request.files.get("file")
+        try:
+            photos.set_photo(db.session, g.user, student, upload.stream if upload else None,
+                             upload.filename if upload else None)
+            flash("照片已保存（已按26×32毫米比例裁剪）", "success")
+        except RuleError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("StudentView.show", pk=pk))
 
     @action("export_selected", _l("导出所选 (Excel)"), None, "fa-file-excel-o")
     def export_selected(self, items):
@@ -693,6 +735,27 @@ class StudentApi(XuejiApi):
     export_columns = StudentView.export_columns
     formatters_columns = StudentView.formatters_columns
     export_formatters = StudentView.export_formatters
+
+    method_permission_name = {**XuejiApi.method_permission_name, "photo": "write"}
+
+    @api_expose("/<int:pk>/photo", methods=["POST"])
+    @protect()
+    @safe
+    def photo(self, pk):
+        """Upload the student's photo (multipart field `photo` or `file`, JPG or PNG): checked, cropped to
+        26×32 mm (390×480 px) and kept as the page does it (app.photos.set_photo), with the same messages."""
+        try:
+            student = self.datamodel.get(pk)
+            if student is None:
+                raise RuleError("学生不存在或不在您的管辖范围内", code="not_found", status=404)
+            upload = request.files.get("photo") or request.files.get("file")
+            photos.set_photo(self.datamodel.session, g.user, student, upload.stream if upload else None,
+                             upload.filename if upload else None)
+            return self.response(200, result={"id": student.id, "photo": url_for("StudentView.photo", pk=student.id),
+                                              "width": photos.SIZE[0], "height": photos.SIZE[1]})
+        except RuleError as exc:
+            self.datamodel.session.rollback()
+            return json_error(exc.status, exc.code, exc.message)
 
     def _handle_filters_args(self, rison_args):
         """REST filters on 学籍号 / 身份证件号 search the cleaned value (a pasted trailing NBSP, 全角 digits)."""
