@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from operator import add
 
-from sqlalchemy import case, event, extract, func, select
+from sqlalchemy import Integer, case, cast, event, extract, func, select
 from sqlalchemy.orm import Session
 
 from app import settings
@@ -38,7 +38,8 @@ _MEMO = "xueji_statistics"
 
 
 def _count_if(cond):
-    return func.sum(case((cond, 1), else_=0))
+    # cast: MariaDB sums integers into DECIMAL, which would reach the charts' JSON as the string "4"
+    return cast(func.sum(case((cond, 1), else_=0)), Integer)
 
 
 @event.listens_for(Session, "after_flush")
