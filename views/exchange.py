@@ -87,10 +87,6 @@ class ExchangePeerApi(BaseApi):
             200:
               description: '{"result": [{"id", "province_code", "name", "public_key", "fingerprint", "added_by",
                 "added_at", "revoked", "revoked_by", "revoked_at"}], "count"}'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
         """
         try:
             peers = exchange.list_peers(db.session, g.user)
@@ -115,10 +111,6 @@ class ExchangePeerApi(BaseApi):
           responses:
             200:
               description: '{"result": {…}}'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
         """
@@ -158,10 +150,6 @@ class ExchangePeerApi(BaseApi):
           responses:
             201:
               description: '{"result": {…the peer…}}'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             409:
               description: the province already has a live key
             422:
@@ -195,10 +183,6 @@ class ExchangePeerApi(BaseApi):
           responses:
             200:
               description: '{"result": {…the peer, revoked…}}'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
             409:

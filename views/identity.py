@@ -129,8 +129,6 @@ class IdentityApi(BaseApi):
                         type: array
                         items:
                           type: string
-            401:
-              $ref: '#/components/responses/401'
             422:
               description: kind is not id_number or xjh
         """

@@ -558,18 +558,10 @@ class RequestApi(XuejiApi):
                     properties:
                       result:
                         type: object
-            400:
-              $ref: '#/components/responses/400'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
             409:
               $ref: '#/components/responses/409'
-            422:
-              $ref: '#/components/responses/422'
         """
         req = self.datamodel.get(pk)
         if req is None:
@@ -619,20 +611,12 @@ class RequestApi(XuejiApi):
                     properties:
                       result:
                         type: object
-            400:
-              $ref: '#/components/responses/400'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
             409:
               $ref: '#/components/responses/409'
             413:
               $ref: '#/components/responses/413'
-            422:
-              $ref: '#/components/responses/422'
         """
         data = request.get_data()
         try:
@@ -682,20 +666,12 @@ class RequestApi(XuejiApi):
                 application/json:
                   schema:
                     $ref: '#/components/schemas/XuejiRequestState'
-            400:
-              $ref: '#/components/responses/400'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
             409:
               $ref: '#/components/responses/409'
             413:
               $ref: '#/components/responses/413'
-            422:
-              $ref: '#/components/responses/422'
         """
         body = request.get_json(silent=True) or {}
         return self._run(lambda: workflow.decide(db.session, g.user, pk, body.get("decision", ""),
@@ -732,20 +708,12 @@ class RequestApi(XuejiApi):
                 application/json:
                   schema:
                     $ref: '#/components/schemas/XuejiRequestState'
-            400:
-              $ref: '#/components/responses/400'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
             409:
               $ref: '#/components/responses/409'
             413:
               $ref: '#/components/responses/413'
-            422:
-              $ref: '#/components/responses/422'
         """
         body = request.get_json(silent=True) or {}
         return self._run(lambda: workflow.withdraw(db.session, g.user, pk, body.get("comment")))
@@ -787,20 +755,12 @@ class RequestApi(XuejiApi):
                 application/json:
                   schema:
                     $ref: '#/components/schemas/XuejiRequestState'
-            400:
-              $ref: '#/components/responses/400'
-            401:
-              $ref: '#/components/responses/401'
-            403:
-              $ref: '#/components/responses/403'
             404:
               $ref: '#/components/responses/404'
             409:
               $ref: '#/components/responses/409'
             413:
               $ref: '#/components/responses/413'
-            422:
-              $ref: '#/components/responses/422'
         """
         body = request.get_json(silent=True) or {}
         return self._run(lambda: workflow.resubmit(db.session, g.user, pk, None, body.get("evidence_ids") or [],
