@@ -3,6 +3,7 @@
 DATABASE_URL      sqlite:///… (default: instance/xueji.db), postgresql+psycopg://…, mysql+pymysql://…
 SECRET_KEY        if unset, generated once into instance/secret_key and reused
 RATELIMIT_STORAGE_URI  memory:// (one process) or redis://127.0.0.1:6379/0 (several gunicorn workers)
+DATABASE_REPLICA_URLS  postgresql+psycopg://… streaming replicas, comma-separated (default none); see docs/DEPLOY.md
 PROXY_FIX_X_FOR   number of reverse proxies in front that set X-Forwarded-For/-Proto (default 0: trust none)
 EXCHANGE_KEY_PATH the installation's Ed25519 key for 跨省转学 packages (default instance/exchange_key, generated once)
 """
@@ -57,6 +58,12 @@ class Config:
     SQLALCHEMY_DATABASE_URI = database_url()
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     SQLALCHEMY_TRACK_MODIFICATIONS = False
+    # Read replicas (app/replicas.py, docs/DEPLOY.md): PostgreSQL streaming replicas for GET requests' reads.
+    # None by default: then every query goes to DATABASE_URL, exactly as without this feature.
+    DATABASE_REPLICA_URLS = os.environ.get("DATABASE_REPLICA_URLS", "")           # comma-separated
+    DATABASE_REPLICA_MAX_LAG_SECONDS = float(os.environ.get("DATABASE_REPLICA_MAX_LAG_SECONDS", "5"))
+    DATABASE_REPLICA_CHECK_SECONDS = float(os.environ.get("DATABASE_REPLICA_CHECK_SECONDS", "2"))
+    DATABASE_REPLICA_RETRY_SECONDS = float(os.environ.get("DATABASE_REPLICA_RETRY_SECONDS", "30"))
 
     # Alembic owns every table, FAB's ab_* included (FAB5-NOTES §6): FAB must not create tables at boot.
     FAB_CREATE_DB = _env_bool("FAB_CREATE_DB", False)
@@ -74,6 +81,10 @@ class Config:
     FAB_PASSWORD_COMPLEXITY_ENABLED = True
     FAB_PASSWORD_COMPLEXITY_VALIDATOR = "app.passwords:validate_password"  # resolved in create_app
     PASSWORD_MAX_AGE_DAYS = 90
+    # Password hashes: argon2id (app/passwords.py), OWASP's minimum by default; raise memory_cost/time_cost at will:
+    # existing hashes are re-made with the new parameters at each account's next sign-in (docs/DEPLOY.md).
+    # FAB_PASSWORD_HASH_METHOD no longer applies to passwords.
+    XUEJI_ARGON2 = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}    # KiB for memory_cost
     LOGIN_MAX_FAILURES = 5
     LOCKOUT_MINUTES = 15
 

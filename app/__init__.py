@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.errors import json_error
 from app.i18n import _, _l
+from app import replicas
 from app.extensions import csrf, db, migrate
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     uploads.clean_scratch(app)          # a killed worker's scratch files (names, ID numbers) do not outlive it
 
     db.init_app(app)
+    replicas.init_app(app, db)  # read replicas, only when DATABASE_REPLICA_URLS is set (before any session exists)
     csrf.init_app(app)          # before AppBuilder: FAB exempts its API blueprints only if csrf exists
     migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"))
 

@@ -6,8 +6,12 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from app.replicas import RoutingSession
+
 # One metadata for FAB's ab_* tables and ours, so Alembic sees them all (FAB5-NOTES §6).
-db = get_sqla_class()(metadata=Model.metadata)
+# RoutingSession sends a GET request's reads to a read replica when DATABASE_REPLICA_URLS is set (app/replicas.py);
+# without it, it is Flask-SQLAlchemy's own session.
+db = get_sqla_class()(metadata=Model.metadata, session_options={"class_": RoutingSession})
 csrf = CSRFProtect()
 migrate = Migrate()
 

@@ -2,6 +2,8 @@
 
 - accounts carry a scope (models.user.XuejiUser); the user screens are scoped (views.users)
 - password policy on every path that sets one; first-login and 90-day forced change
+- passwords hashed with argon2id (app.passwords) on every path that sets one; older hashes (FAB's werkzeug
+  scrypt/pbkdf2, argon2 with other parameters) upgraded at the next successful sign-in
 - lockout after 5 failures for 15 minutes, on the web form and the JWT login alike; both rate-limited
 - permissions of database roles cached per process (no permission queries per request)
 - logins, failures, lockouts and logouts go to the audit log; so does every refused sign-in
@@ -9,21 +11,24 @@
   issued under and die when it changes (注销, password change, disabled, locked, 全部下线), on every worker
 - security headers (CSP with a per-request script nonce, frame-ancestors 'none', nosniff, Referrer-Policy)
 """
+import logging
 import secrets
 import threading
 import time
 from datetime import timedelta
 
 from flask import abort, current_app, g, has_request_context, request, session as flask_session
+from flask_appbuilder.const import LOGMSG_WAR_SEC_LOGIN_FAILED
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from flask_appbuilder.security.utils import is_null_password
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import audit, clock
 from app.errors import RuleError, json_error
-from app.passwords import password_problem
+from app.passwords import hash_password, password_problem, spend_verify_time, unusable_password, verify_password
 from models.user import XuejiUser
 
+log = logging.getLogger(__name__)
 FREE_API_PATHS = ("/api/v1/security/", "/api/v1/account/")
 SESSION_VERSION_KEY = "_xueji_sv"          # in the signed session cookie
 JWT_VERSION_CLAIM = "sv"                   # in every access and refresh token
@@ -151,7 +156,8 @@ class XuejiSecurityPolicy(SecurityManager):
             if problem:
                 raise RuleError(problem, code="weak_password")
         user = super().add_user(username, first_name, last_name, email, role=role, password=password,
-                                hashed_password=hashed_password, groups=groups, commit=False)
+                                hashed_password=hashed_password or hash_password(password), groups=groups,
+                                commit=False)
         if not user:
             raise RuleError(f"无法创建账号 {username}", code="invalid")
         user.school_id, user.region_code, user.phone, user.qq = school_id, region_code, phone, qq
@@ -166,8 +172,8 @@ class XuejiSecurityPolicy(SecurityManager):
         problem = password_problem(password)
         if problem:
             raise RuleError(problem, code="weak_password")
-        super().reset_password(userid, password)
         user = self.get_user_by_id(userid)
+        user.password = hash_password(password)      # FAB's reset_password would write a werkzeug hash
         actor = g.get("user") if has_request_context() else None
         by_self = actor is not None and getattr(actor, "id", None) == user.id
         user.password_changed_on = clock.now()
@@ -176,6 +182,61 @@ class XuejiSecurityPolicy(SecurityManager):
         self.update_user(user)             # the new password ends every session and token (app.accounts)
         if by_self:
             self.remember_session_version(user)     # … except the browser session that changed it
+
+    def add_register_user(self, username, first_name, last_name, email, password="", hashed_password=""):
+        """Self-registration (off: AUTH_USER_REGISTRATION) keeps its password as argon2id too."""
+        return super().add_register_user(username, first_name, last_name, email,
+                                         hashed_password=hashed_password or hash_password(password))
+
+    def check_password(self, user, password) -> bool:
+        """The one check of a password against an account (sign-in, the API password change's old password). A
+        right password under an older hash is stored again as argon2id with the configured parameters (the caller
+        commits)."""
+        ok, needs_rehash = verify_password(user.password if user is not None else None, password)
+        if ok and needs_rehash:
+            self._upgrade_password_hash(user, password)
+        return ok
+
+    def _upgrade_password_hash(self, user, password) -> None:
+        """Same password, new hash: not a password change, so no new session version (app.accounts bumps it on
+        an ORM change of ab_user.password) and no audit row. Written only if the stored hash is still the one
+        just verified (a concurrent password change wins)."""
+        old = user.password
+        new = hash_password(password)
+        table = self.user_model.__table__
+        done = self.session.execute(update(table).where(table.c.id == user.id, table.c.password == old)
+                                    .values(password=new)).rowcount
+        if done == 1:
+            set_committed_value(user, "password", new)
+            log.info("password hash of user %s upgraded to argon2id", user.id)
+
+    def _authenticate(self, username, password):
+        """FAB's auth_user_db (5.3, security/manager.py) with the password checked by check_password. The same
+        work is done whether or not the account exists: a second lookup by e-mail, and for an unknown or disabled
+        account an argon2 verification of a dummy hash and FAB's no-op update in place of the sign-in stats."""
+        if username is None or username == "":
+            return None
+        if unusable_password(password):
+            log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
+            return None
+        first_user = self.get_first_user()
+        user = self.find_user(username=username)
+        if user is None:
+            user = self.find_user(email=username)
+        else:
+            self.find_user(email=username)
+        if user is None or not user.is_active:
+            spend_verify_time(password)
+            log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
+            if first_user:
+                self.noop_user_update(first_user)
+            return None
+        if self.check_password(user, password):
+            self.update_user_auth_stat(user, True)       # commits the upgraded hash with the sign-in stats
+            return user
+        self.update_user_auth_stat(user, False)
+        log.info(LOGMSG_WAR_SEC_LOGIN_FAILED, username)
+        return None
 
     @staticmethod
     def password_expired(user) -> bool:
@@ -212,18 +273,19 @@ class XuejiSecurityPolicy(SecurityManager):
         now = clock.now()
         if user is not None and user.locked_until is not None:
             if user.locked_until > now:
+                spend_verify_time(password)              # as long as a wrong password: locked is not told apart
                 audit.record(self.session, "login_locked", entity="ab_user", entity_id=user.id,
                              school_id=user.school_id, user_id=user.id, username=user.username)
                 self.session.commit()
                 return None
             user.locked_until, user.fail_login_count = None, 0
-        result = super().auth_user_db(username, password)
+        result = self._authenticate(username, password)
         if result is None and user is None and username:
             audit.record(self.session, "login_failed", entity="ab_user", username=str(username)[:128])
             self.session.commit()
         elif result is None and user is not None and not user.is_active:
             self._refused(user, "账号已停用")
-        elif result is None and user is not None and is_null_password(password):
+        elif result is None and user is not None and unusable_password(password):
             self._refused(user, "密码为空")
         if result is None and user is not None and user.is_active:
             if (user.fail_login_count or 0) >= current_app.config["LOGIN_MAX_FAILURES"]:

@@ -30,7 +30,8 @@ def scratch_app(database_url=None):
     url = database_url or f"sqlite:///{tmp}/bench.db"
     drop_everything(url)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": f"{tmp}/uploads",
-                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
+                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
+                      "XUEJI_ARGON2": {"time_cost": 1, "memory_cost": 8, "parallelism": 1}})
     with app.app_context():
         prepare_database(False)
         load_demo(app.appbuilder, classes_per_grade=1, students_per_class=1, graduates=0, with_problems=False,

@@ -646,8 +646,7 @@ def _accounts(app, db, cities, counties, schools) -> dict:
     """Bench accounts through the security manager (password policy, not forced to change), and a registrar
     and a leader per school, a reviewer per county (the requests' actors) in bulk with one shared hash."""
     from sqlalchemy import insert, select
-    from werkzeug.security import generate_password_hash
-
+    from app.passwords import hash_password
     from app.roles import ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR
     from flask_appbuilder.security.sqla.models import assoc_user_role
     from models import XuejiUser
@@ -670,7 +669,7 @@ def _accounts(app, db, cities, counties, schools) -> dict:
     add("bench_city", "地市", "经办", ROLE_BUREAU_CLERK, region_code=city.code)
     add("bench_school", "学校", "学籍员", ROLE_SCHOOL_REGISTRAR, school_id=school.id)
 
-    hashed = generate_password_hash(PASSWORD, method=app.config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"))
+    hashed = hash_password(PASSWORD)
     now = datetime.now()
     users = []
     for county, s in schools:

@@ -36,7 +36,8 @@ def test_downgrade_and_upgrade_round_trip(tmp_path):
 def test_init_loads_demo_once_and_keeps_data(tmp_path):
     url = f"sqlite:///{tmp_path}/run.db"
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True,
-                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"})
+                      "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
+                      "XUEJI_ARGON2": {"time_cost": 1, "memory_cost": 8, "parallelism": 1}})
     runner = app.test_cli_runner()
     first = runner.invoke(args=["xueji", "init", "--demo-if-empty"])
     assert first.exit_code == 0, first.output

@@ -144,8 +144,7 @@ class AccountApi(BaseApi):
         body = request.get_json(silent=True) or {}
         sm = self.appbuilder.sm
         user = sm.get_user_by_id(g.user.id)
-        from werkzeug.security import check_password_hash
-        if not check_password_hash(user.password or "", body.get("old_password") or ""):
+        if not sm.check_password(user, body.get("old_password")):     # argon2id; an older hash is upgraded
             return json_error(422, "wrong_password", "原密码不正确")
         if body.get("new_password") == body.get("old_password"):
             return json_error(422, "same_password", "新密码不能与原密码相同")

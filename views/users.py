@@ -102,7 +102,9 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
     }
 
     def pre_add(self, item):
-        super().pre_add(item)            # hashes the password (complexity checked by the form validator)
+        # FAB's pre_add only hashes, with werkzeug: argon2id instead (complexity checked by the form validator)
+        from app.passwords import hash_password
+        item.password = hash_password(item.password)
         item.password_changed_on = clock.now()
         item.must_change_password = True
 
