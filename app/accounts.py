@@ -8,6 +8,7 @@ from sqlalchemy import event, inspect, select
 
 from app import clock
 from app.errors import RuleError
+from app.service import service
 from app.roles import SCHOOL_ROLES
 from app.scoping import current_scope, effective, request_actor
 from models import Region, School, XuejiUser
@@ -78,6 +79,7 @@ def end_sessions(session, user: XuejiUser) -> None:
     user.session_version = (user.session_version or 0) + 1
 
 
+@service
 def sign_out_everywhere(session, users) -> int:
     """全部下线: end every session and token of the given (already scope-checked) accounts; audited."""
     from app import audit
@@ -85,7 +87,6 @@ def sign_out_everywhere(session, users) -> int:
         end_sessions(session, user)
         audit.record(session, "signout_all", entity="ab_user", entity_id=user.id, school_id=user.school_id,
                      new=user.username)
-    session.commit()
     return len(users)
 
 
@@ -131,9 +132,9 @@ def province_of_current_user(session) -> str | None:
     return "none"
 
 
+@service
 def unlock(session, users) -> int:
     """解除锁定: clear the lockout of the given (already scope-checked) accounts; audited as an update."""
     for user in users:
         user.locked_until, user.fail_login_count = None, 0
-    session.commit()
     return len(users)

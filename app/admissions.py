@@ -17,6 +17,7 @@ from app import clock, identity, rosters, spreadsheets, uploads, workflow
 from app.audit import event_row
 from app.errors import RuleError, with_retry
 from app.scoping import system_write
+from app.service import service
 from app.spreadsheets import Column, Issue, Row
 from app.workflow import Kind, register
 from models import AuditEvent, Enrollment, School, Student
@@ -251,6 +252,25 @@ def receive(session, data: bytes, filename: str, school: School, year: int, acto
     return batch
 
 
+@service
+def upload(session, actor, school: School, data: bytes, filename: str) -> tuple[ImportBatch, "Checked"]:
+    """招生录取 by template, step 1: the file is read by its content (a file that cannot be read is refused before
+    anything is kept), kept once, and checked; the batch's counts are stored. A bureau uploads 统一招生 lists, a
+    school its 自主招生 list."""
+    from app.scoping import scope_of
+    method = "统一招生" if scope_of(actor).kind == "region" else "自主招生"
+    table = spreadsheets.read_table(data, filename, COLUMNS)
+    batch = receive(session, data, filename, school, admission_year(session, school.county_code), actor,
+                    method=method)
+    return batch, check_batch(session, batch, table)
+
+
+@service
+def recheck(session, batch: ImportBatch) -> "Checked":
+    """Check a batch's kept file again (the preview's 重新校验): the batch's counts follow."""
+    return check_batch(session, batch)
+
+
 def load(batch: ImportBatch) -> bytes:
     return uploads.read(batch.stored_name)
 
@@ -305,6 +325,7 @@ def commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool = Fals
                                                      all_or_nothing))
 
 
+@service
 def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool) -> tuple[int, int]:
     if batch.state != "已校验":
         return 0, 0
@@ -325,12 +346,11 @@ def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool) -> t
     session.flush()
     if batch.method == "自主招生":
         req = workflow.file(session, actor, "admission_batch", None,
-                            {"batch_id": batch.id, "rows": len(valid)}, (), None, school_id=batch.school_id,
-                            commit=False)                 # one transaction: admissions, list and its request
+                            {"batch_id": batch.id, "rows": len(valid)}, (), None,
+                            school_id=batch.school_id)    # one transaction: admissions, list and its request
         batch.request_id = req.id
         session.execute(update(Admission).where(Admission.batch_id == batch.id).values(request_id=req.id)
                         .execution_options(synchronize_session=False))
-    session.commit()
     return len(valid), conflicts
 
 
@@ -385,6 +405,7 @@ def _admitted(session, student_ids, year: int, school_id: int) -> tuple[dict[int
 
 # --- 统一招生: the county's list, confirmed by the school -------------------------------------------------------
 
+@service
 def confirm(session, actor, school_id: int, admission_ids) -> int:
     """The school confirms the students the county assigned it; then the county reviews as for 自主招生."""
     ids = [int(i) for i in admission_ids]
@@ -396,15 +417,15 @@ def confirm(session, actor, school_id: int, admission_ids) -> int:
         adm.state = TO_REVIEW
     session.flush()
     req = workflow.file(session, actor, "admission_batch", None, {"admission_ids": ids, "rows": len(ids)}, (),
-                        None, school_id=school_id, commit=False)
+                        None, school_id=school_id)   # the confirmation and its review request, in one transaction
     for adm in rows:
         adm.request_id = req.id
-    session.commit()                              # the confirmation and its review request, in one transaction
     return len(rows)
 
 
 # --- 重复招生 arbitration --------------------------------------------------------------------------------------
 
+@service
 def arbitrate(session, actor, keep_id: int, reason: str) -> None:
     """The bureau keeps one admission of a double-admitted student; the others are cancelled (places freed). The
     kept one then continues where its list is: its review (still open), 调档 at once (its list was approved while
@@ -430,7 +451,7 @@ def arbitrate(session, actor, keep_id: int, reason: str) -> None:
         session.flush()                            # the claim is free before the kept admission takes it
         keep.claim, keep.decided_at, keep.note = 1, now, f"仲裁保留：{reason}"[:200]
         _continue(session, keep)
-        session.commit()
+        session.flush()                            # inside system_write: the flush rules see the system write
 
 
 def _continue(session, adm: Admission) -> None:
@@ -544,7 +565,10 @@ def _validate_quota_change(session, student, payload) -> None:
     year = admission_year(session, quota.school.county_code)
     if quota.year != year:
         raise RuleError(f"只能申请变更本年度（{year}年）的招生计划数", code="not_current_year")
-    requested = int(payload.get("requested") or 0)
+    try:
+        requested = int(str(payload.get("requested") or 0).strip())
+    except ValueError:
+        raise RuleError("申请计划数请填写正确的数字", code="invalid") from None
     if requested <= 0 or requested == quota.planned:
         raise RuleError("请填写与现计划不同的申请计划数", code="invalid")
     if requested < used(session, quota.school_id, quota.year, quota.stage):

@@ -8,14 +8,15 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from app import settings
-from app.errors import RuleError
+from app.errors import OutOfScope, RuleError
+from app.service import service
 from app.rules import changed, flush_rule, is_new, rule
 from app.scoping import effective
 from models import School, SchoolClass, Student
 
 SEATED = ("在校", "休学")          # students who hold a seat in their class
 STAGES_OF = {"初中": ("初中",), "高中": ("高中",), "完全中学": ("初中", "高中"), "九年一贯制": ("初中",)}
-# 年级 names (初一…高三) come from one function: app.grades.grade_name (cohort, 学制, the county's school year)
+# 年级 names (初一…高三) come from one function: app.schoolyear.grade_name (cohort, 学制, the county's school year)
 
 
 def capacity_of(session, klass: SchoolClass) -> int:
@@ -75,8 +76,12 @@ def class_fields(klass: SchoolClass, session) -> None:
             raise RuleError("班额由区县教育局设置，学校不能修改", code="forbidden", status=403)
 
 
-def add_grade(session, school_id: int, stage: str, cohort_year: int, classes: int) -> list[SchoolClass]:
+@service
+def add_grade(session, actor, school_id: int, stage: str, cohort_year: int, classes: int) -> list[SchoolClass]:
     """新增年级: the entry grade's classes in one step (numbers continue after existing ones; spares welcome)."""
+    from app.scoping import school_in_scope, scope_of
+    if not school_in_scope(school_id, scope_of(actor), session):
+        raise OutOfScope("学校不存在或不在您的管辖范围内")
     if not 1 <= classes <= 40:
         raise RuleError("班级数应在1到40之间", code="invalid")
     school = session.get(School, school_id)
@@ -88,4 +93,5 @@ def add_grade(session, school_id: int, stage: str, cohort_year: int, classes: in
     made = [SchoolClass(school_id=school_id, stage=stage, cohort_year=cohort_year, class_no=no, name=f"{no}班")
             for no in range(last + 1, last + 1 + classes)]
     session.add_all(made)
+    session.flush()
     return made

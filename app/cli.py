@@ -192,20 +192,19 @@ def assign_classes(path, school_code, dry_run, as_json):
     from app import placement
     school = _school_by_code(school_code)
     try:
-        _data, rows, issues = _read(path, placement.COLUMNS)
-        places, issues = placement.check_placements(db.session, school.id, rows, issues)
-        _report(rows, issues, as_json)
-        if issues:
-            sys.exit(1)
-        full = placement.overfilled(db.session, places)
-        if full:
-            raise RuleError("以下班级将超过班额，整个文件未导入：" + "；".join(full), code="class_full")
-        if not dry_run:
-            click.echo(f"已为{placement.apply_placements(db.session, places)}名学生分班", err=as_json)
+        from app import spreadsheets
+        with open(path, "rb") as f:
+            data = f.read(spreadsheets.MAX_BYTES + 1)
+        rows, issues, n = placement.place_from_file(db.session, None, school.id, data, os.path.basename(path),
+                                                    dry_run=dry_run)
     except RuleError as exc:
-        db.session.rollback()
         click.echo(exc.message, err=True)
         sys.exit(2)
+    _report(rows, issues, as_json)
+    if issues:
+        sys.exit(1)
+    if not dry_run:
+        click.echo(f"已为{n}名学生分班", err=as_json)
     sys.exit(0)
 
 

@@ -13,11 +13,11 @@ from faker import Faker
 from flask import current_app
 from sqlalchemy import insert, select
 
-from app import clock, problems
+from app import problems
 from app.identity import with_check_char
 from app.roles import (ROLE_ADMIN, ROLE_BUREAU_CLERK, ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER,
                        ROLE_SCHOOL_REGISTRAR)
-from app.grades import STAGE_YEARS
+from app.schoolyear import by_date, stage_years
 from app.schools import region_chain
 from models import Enrollment, Guardian, Quota, Region, School, SchoolClass, Student
 
@@ -32,12 +32,6 @@ SCHOOLS = [  # key, 学校标识码, name, county, type, 学制, stage
 COUNTY_ACCOUNTS = {"410102": "county_a", "410105": "county_b"}
 ENTRY_AGE = {"初中": 12, "高中": 15}
 STREETS = {"410102": "中原区", "410105": "金水区"}
-
-
-def current_school_year(today: date | None = None) -> int:
-    """学年 starts in September: Nov 2026 is school year 2026 (2026–2027)."""
-    today = today or clock.today()
-    return today.year if today.month >= 8 else today.year - 1
 
 
 def has_data(session) -> bool:
@@ -63,10 +57,10 @@ def load_demo(appbuilder, classes_per_grade=3, students_per_class=42, graduates=
     ids = dict(session.execute(select(School.code, School.id)).all())
     school_id = {key: ids[code] for key, code, *_ in SCHOOLS}
 
-    year = current_school_year()
+    year = by_date()                       # a new installation: no county has run 升级 yet
     class_rows = []
-    for key, code, _n, _c, _k, _s, stage in SCHOOLS:
-        for offset in range(STAGE_YEARS[stage]):
+    for key, code, _n, _c, _k, schooling, stage in SCHOOLS:
+        for offset in range(stage_years(stage, schooling)):
             for no in range(1, classes_per_grade + 1):
                 class_rows.append(dict(school_id=school_id[key], stage=stage, cohort_year=year - offset,
                                        class_no=no, name=f"{no}班"))

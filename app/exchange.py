@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import clock, problems, settings
 from app.errors import RuleError
+from app.service import service
 from app.identity import check_xjh, normalise
 from app.students import applying_request, system_xjh
 from app.workflow import Kind, register
@@ -218,6 +219,7 @@ def list_peers(session, actor) -> list[ExchangePeer]:
                                                               ExchangePeer.id.desc())))
 
 
+@service
 def add_peer(session, actor, province_code, public_key, name=None) -> ExchangePeer:
     """登记: the other province's code and the public key its exchange page shows. Commits."""
     _require_admin(actor)
@@ -242,15 +244,16 @@ def add_peer(session, actor, province_code, public_key, name=None) -> ExchangePe
         raise RuleError(f"该公钥已登记为{same.name}（{same.province_code}）的公钥", code="duplicate", status=409)
     peer = ExchangePeer(province_code=code, name=name, public_key=text, fingerprint=fingerprint(raw), live=1,
                         added_by=_who(actor), added_at=clock.now())
-    session.add(peer)
     try:
-        session.commit()
+        with session.begin_nested():
+            session.add(peer)
+            session.flush()
     except IntegrityError:               # another superadmin registered the province at the same moment
-        session.rollback()
         raise RuleError(f"{name}（{code}）已登记公钥，如需更换请先撤销", code="duplicate", status=409) from None
     return peer
 
 
+@service
 def revoke_peer(session, actor, peer_id) -> ExchangePeer:
     """撤销: the key stays on record (revoked_at, revoked_by); its packages are refused from now on. Commits."""
     _require_admin(actor)
@@ -264,7 +267,6 @@ def revoke_peer(session, actor, peer_id) -> ExchangePeer:
         raise RuleError(f"{peer.name}（{peer.province_code}）的这把公钥已于{peer.revoked_at:%Y-%m-%d}撤销",
                         code="already_revoked", status=409)
     peer.live, peer.revoked_at, peer.revoked_by = None, clock.now(), _who(actor)
-    session.commit()
     return peer
 
 
@@ -313,6 +315,7 @@ register(Kind(code="transfer_in", title="跨省转入", chain="transfer_in", val
 
 # --- 2. sending side: transfer_out -----------------------------------------------------------------------------
 
+@service
 def import_request(session, actor, data) -> Request:
     """The sending province files the other side's application as a local request about its student."""
     from app import workflow
@@ -382,6 +385,7 @@ register(Kind(code="transfer_out", title="跨省转出", chain="transfer_out", v
 
 # --- 3. receiving side: 调档 ------------------------------------------------------------------------------------
 
+@service
 def import_record(session, actor, data, class_id=None) -> Student:
     """调档: the record package of the other province becomes this school's student, placed like any other
     placement: a class of the student's own grade (stage and cohort) with a free seat (app.classes.check_room,
@@ -444,7 +448,7 @@ def import_record(session, actor, data, class_id=None) -> Student:
         req.payload = json.dumps({**payload, "class_id": klass.id, "transferred": True, "history": body["history"]},
                                  ensure_ascii=False)
         req.summary = (req.summary + "（已调档）")[:300]
-    session.commit()
+        session.flush()
     return student
 
 

@@ -18,8 +18,9 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from app import audit, clock, uploads
+from app import audit, clock, replicas, uploads
 from app.errors import RuleError
+from app.service import service
 from app.exports import MAX_ROWS, ExportSpec, export_rows, write_xlsx
 from app.extensions import db
 from models import ExportJob
@@ -44,10 +45,25 @@ def file_path(job: ExportJob, app=None) -> str:
 
 
 def start(session, user_id: int, spec: ExportSpec, id_query, title: str, filters: str = "") -> ExportJob:
-    """Snapshot the ids of ``id_query`` (a scoped SELECT of the model's id, in screen order) and start writing.
+    """Snapshot the ids of ``id_query`` (a scoped SELECT of the model's id, in screen order) and start writing:
+    the job, its audit row and the purge of old exports are committed first (one service each), then the worker
+    thread starts.
 
     Refused while the user already has MAX_ACTIVE_PER_USER exports running (a province user could otherwise tie
     up every worker)."""
+    job, ids = _create(session, user_id, spec, id_query, title, filters)
+    purge_old(session)
+    app = current_app._get_current_object()
+    # the rows may come from a read replica that has replayed the user's own last write (app/replicas.py)
+    worker = threading.Thread(target=_run, args=(app, job.id, ids, spec, replicas.floor_for_background()),
+                              name=f"export-{job.id}", daemon=True)
+    _threads[job.id] = worker
+    worker.start()
+    return job
+
+
+@service
+def _create(session, user_id: int, spec: ExportSpec, id_query, title: str, filters: str):
     reap(session)
     active = session.scalar(select(func.count()).select_from(ExportJob).where(
         ExportJob.user_id == user_id, ExportJob.state.in_(("queued", "running"))))
@@ -74,13 +90,16 @@ def start(session, user_id: int, spec: ExportSpec, id_query, title: str, filters
     # with job id 1 must not land in student 1's 修改记录
     audit.record(session, "export", entity="export_job", entity_id=str(job.id), field="xlsx",
                  new=f"{job.title}（{job.entity}）{job.filters} rows={len(ids)}")
-    session.commit()
-    purge_old(session)
-    app = current_app._get_current_object()
-    worker = threading.Thread(target=_run, args=(app, job.id, ids, spec), name=f"export-{job.id}", daemon=True)
-    _threads[job.id] = worker
-    worker.start()
-    return job
+    return job, ids
+
+
+@service
+def record_csv(session, actor, title: str, table: str, filters: str, id_query) -> list[int]:
+    """A CSV export streams in its request: its ids, read now, and its line in the audit log — logged against the
+    export (the list's name), never a row of the exported table."""
+    ids = list(session.scalars(id_query.limit(MAX_ROWS)))
+    audit.record(session, "export", entity="export", field="csv", new=f"{title}（{table}）{filters} rows={len(ids)}")
+    return ids
 
 
 def _set(job_id: int, **values) -> None:
@@ -93,7 +112,7 @@ def _marker(job_id: int, app=None) -> str:
     return os.path.join(uploads.scratch_dir(app), f"export-{job_id}")
 
 
-def _run(app, job_id: int, ids: list[int], spec: ExportSpec) -> None:
+def _run(app, job_id: int, ids: list[int], spec: ExportSpec, floor=None) -> None:
     with app.app_context():
         marker = _marker(job_id, app)
         open(marker, "w").close()
@@ -109,7 +128,9 @@ def _run(app, job_id: int, ids: list[int], spec: ExportSpec) -> None:
                     last[0] = done
                     _set(job_id, done=done)
 
-            written = write_xlsx(path + ".part", spec.headers, export_rows(db.session, spec, ids, progress), title)
+            with replicas.replica_reads(floor):
+                written = write_xlsx(path + ".part", spec.headers, export_rows(db.session, spec, ids, progress),
+                                     title)
             os.replace(path + ".part", path)
             _set(job_id, state="done", done=written, total=written, finished_at=clock.now())
         except Exception:   # the user must see it failed, whatever the reason
@@ -194,6 +215,7 @@ def _keep_latest(session, user_id: int, n: int) -> None:
         session.execute(delete(ExportJob).where(ExportJob.id.in_([j.id for j in extra])))
 
 
+@service
 def purge_old(session) -> None:
     """Delete files and rows of exports older than KEEP_FOR (called whenever an export starts), and ``.part``
     files no running job owns."""

@@ -41,8 +41,8 @@ class RowFormatter:
 
 
 def _grade(value, row, session):
-    from app import grades
-    return grades.grade_name(row.get("stage"), value, grades.school_years(session)(row.get("school.county_code")),
+    from app import schoolyear
+    return schoolyear.grade_name(row.get("stage"), value, schoolyear.school_years(session)(row.get("school.county_code")),
                              row.get("school.schooling"), row.get("status"))
 
 

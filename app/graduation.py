@@ -3,17 +3,24 @@
 approval (request kind "graduation"), and may also record 结业 or 肄业. Certificate numbers follow the setting
 graduation.cert_pattern. Graduation is done only inside the season window (setting calendar.graduation_window), in
 `graduate` itself, so the web page and any other caller are refused alike. The county can roll graduates back
-(毕业生回退). All writes are set-based."""
-from sqlalchemy import bindparam, insert, select, update
+(毕业生回退).
+
+Both write like every other business that changes a status: through the ORM and the record rules at flush, so the
+enrollment history closes the 在校 span and opens one of the real outcome (毕业, 结业 or 肄业) or, on 回退, a new
+在校 span, and the audit log names the real actor (the school's registrar, or the county reviewer who approved).
+The grade is read in one query with its spans and written in one flush."""
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app import clock, schoolyear, settings
-from app.audit import event_row
+from app.errors import OutOfScope, RuleError
+from app.scoping import school_in_scope, scope_of, system_write
+from app.service import service
 from app.statuschange import in_window
-from app.errors import RuleError
+from app.students import applying_request
 from app.workflow import Kind, register
-from models import AuditEvent, School, SchoolClass, Student
+from models import School, SchoolClass, Student
 from models.requests import OPEN_STATES, Problem, Request
-from models.student import Enrollment
 
 OUTCOMES = ("毕业", "结业", "肄业")          # 结业 / 肄业 for 高中 only
 
@@ -43,7 +50,7 @@ def preview(session, school_id: int, stage: str) -> dict:
     students with their class, their open requests, their open problems."""
     school = session.get(School, school_id)
     year = schoolyear.current(session, school.county_code)
-    cohort = year - 2
+    cohort = schoolyear.graduating_cohort(year, stage, school.schooling)
     rows = session.execute(select(Student.id, Student.name, Student.xjh, Student.status, Student.class_id,
                                   SchoolClass.name.label("class_name"), SchoolClass.class_no)
                            .outerjoin(SchoolClass, SchoolClass.id == Student.class_id).where(
@@ -92,9 +99,18 @@ def _outcomes(stage: str, student_ids, outcomes: dict | None) -> dict[int, str]:
     return result
 
 
+@service
 def graduate(session, actor, school_id: int, stage: str, outcomes: dict | None = None):
-    """Confirm the preview. 初中: applied now. 高中: files the county approval request. Returns (n, request)."""
+    """Confirm the preview (the school's registrar; actor None: the installation's own scripts). 初中: applied
+    now. 高中: files the county approval request. Returns (n, request)."""
     from app import workflow
+    from app.roles import ROLE_SCHOOL_REGISTRAR
+    if actor is not None:
+        scope = scope_of(actor)
+        if scope.kind != "school" or scope.school_id != school_id:
+            raise OutOfScope("学校不存在或不在您的管辖范围内")
+        if ROLE_SCHOOL_REGISTRAR not in {r.name for r in actor.roles}:
+            raise RuleError("毕业由学校学籍管理员办理", code="forbidden", status=403)
     check_window(session, session.get(School, school_id).county_code)
     plan = preview(session, school_id, stage)
     ids = [r.id for r, _ in plan["eligible"]]
@@ -106,9 +122,7 @@ def graduate(session, actor, school_id: int, stage: str, outcomes: dict | None =
                             {"stage": stage, "cohort": plan["cohort"], "outcomes": chosen, "rows": len(ids)},
                             (), None, school_id=school_id)
         return len(ids), req
-    n = apply(session, school_id, chosen, "毕业（义务教育）")
-    session.commit()
-    return n, None
+    return apply(session, school_id, chosen, "毕业（义务教育）"), None
 
 
 def _cert_numbers(session, school: School, ids, year: int) -> dict[int, str]:
@@ -124,56 +138,47 @@ def _cert_numbers(session, school: School, ids, year: int) -> dict[int, str]:
 
 
 def apply(session, school_id: int, outcomes: dict[int, str], reason: str) -> int:
-    """Set-based: one executemany UPDATE of the students (only those still 在校, so a second run changes nothing),
-    one UPDATE closing their spans, one INSERT of audit rows."""
+    """Graduate the chosen students still 在校 (a second run changes nothing): their rows are locked and read with
+    their spans in one query, then written in one flush through the record rules."""
     school = session.get(School, school_id)
     today = clock.today()
-    live = set(session.scalars(select(Student.id).where(Student.id.in_(list(outcomes)), Student.status == "在校")))
-    if not live:
+    students = list(session.scalars(select(Student).where(Student.id.in_(list(outcomes)), Student.status == "在校")
+                                    .options(selectinload(Student.enrollments)).order_by(Student.id)
+                                    .with_for_update()))
+    if not students:
         return 0
-    certs = _cert_numbers(session, school, [i for i in live if outcomes[i] == "毕业"], today.year)
-    table = Student.__table__                 # Core executemany (the ORM form wants primary-key rows)
-    session.execute(table.update().where(table.c.id == bindparam("sid"), table.c.status == "在校")
-                    .values(status=bindparam("outcome"), graduated_on=today, cert_no=bindparam("cert")),
-                    [{"sid": i, "outcome": outcomes[i], "cert": certs.get(i)} for i in live])
-    for outcome in sorted({outcomes[i] for i in live}):     # the span ends as what it was: 毕业, 结业 or 肄业
-        group = [i for i in live if outcomes[i] == outcome]
-        session.execute(update(Enrollment).where(Enrollment.student_id.in_(group), Enrollment.current == 1)
-                        .values(status=outcome, ended_on=today, current=None, reason=reason)
-                        .execution_options(synchronize_session=False))
-    session.execute(insert(AuditEvent), [event_row("update", entity="student", entity_id=i, field="status",
-                                                   old="在校", new=f"{outcomes[i]}（{reason}）", school_id=school_id)
-                                         for i in live])
-    return len(live)
+    certs = _cert_numbers(session, school, [s.id for s in students if outcomes[s.id] == "毕业"], today.year)
+    with system_write(session), applying_request(session, reason):
+        for student in students:
+            student.status, student.graduated_on = outcomes[student.id], today
+            student.cert_no = certs.get(student.id)
+        session.flush()
+    return len(students)
 
 
+@service
 def rollback(session, actor, student_ids, reason: str) -> int:
-    """毕业生回退 (county): graduates back to 在校 in their last class; certificate numbers withdrawn."""
+    """毕业生回退 (county): graduates back to 在校 in their last class; certificate numbers withdrawn. The history
+    keeps the graduation and opens a new 在校 span with the reason."""
     from app.roles import BUREAU_ROLES
-    from app.scoping import apply_scope, scope_of
     if not set(BUREAU_ROLES) & {r.name for r in actor.roles}:
         raise RuleError("毕业生回退由区县教育局办理", code="forbidden", status=403)
+    ids = {int(i) for i in student_ids}
+    if not ids:
+        raise RuleError("请选择要回退的毕业生", code="required")
     if not (reason or "").strip():
         raise RuleError("请填写回退原因", code="reason_required")
-    ids = [int(i) for i in student_ids]
-    rows = list(session.scalars(apply_scope(select(Student.id).where(
-        Student.id.in_(ids), Student.status.in_(OUTCOMES), Student.graduated_on.is_not(None)), Student,
-        scope_of(actor))))
-    if len(rows) != len(set(ids)):
+    students = list(session.scalars(select(Student).where(
+        Student.id.in_(ids), Student.status.in_(OUTCOMES), Student.graduated_on.is_not(None))
+        .options(selectinload(Student.enrollments)).order_by(Student.id).with_for_update()))
+    scope = scope_of(actor)
+    if len(students) != len(ids) or not all(school_in_scope(s.school_id, scope, session) for s in students):
         raise RuleError("部分学生不存在、不在您的管辖范围内或未毕业", code="not_found", status=404)
-    session.execute(update(Student).where(Student.id.in_(rows)).values(
-        status="在校", graduated_on=None, cert_no=None).execution_options(synchronize_session=False))
-    last = {sid: eid for sid, eid in session.execute(
-        select(Enrollment.student_id, Enrollment.id).where(Enrollment.student_id.in_(rows))
-        .order_by(Enrollment.student_id, Enrollment.id)).all()}
-    session.execute(update(Enrollment).where(Enrollment.id.in_(list(last.values()))).values(
-        status="在校", ended_on=None, current=1, reason=f"毕业生回退：{reason.strip()[:150]}")
-        .execution_options(synchronize_session=False))
-    session.execute(insert(AuditEvent), [event_row("update", entity="student", entity_id=i, field="status",
-                                                   new="在校（毕业生回退）", user_id=actor.id,
-                                                   username=actor.username) for i in rows])
-    session.commit()
-    return len(rows)
+    with system_write(session), applying_request(session, f"毕业生回退：{reason.strip()[:150]}"):
+        for student in students:
+            student.status, student.graduated_on, student.cert_no = "在校", None, None
+        session.flush()
+    return len(students)
 
 
 def _validate(session, student, payload) -> None:
@@ -186,6 +191,12 @@ def _apply(session, req, payload) -> None:
     req.summary = (req.summary + f"（已办理{n}人）")[:300]
 
 
+def _in_season(session, req, payload) -> None:
+    """At the county's approval too: a request filed in June and approved in August must not graduate anyone."""
+    check_window(session, session.get(School, req.school_id).county_code)
+
+
 register(Kind(code="graduation", title="高中毕业审核", chain="graduation", validate=_validate, apply=_apply,
+              final_check=_in_season,
               describe=lambda s, st, p: f"高中毕业（{p.get('cohort')}级，{p.get('rows')}人）", min_evidence=0,
               locks_student=False))

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from app import evidence, settings
 from app.errors import RuleError
+from app.service import service
 from app.scoping import apply_scope
 from models import School, Student
 
@@ -116,10 +117,10 @@ def check_picture(data: bytes, shown: str) -> str:
 
 # --- the one writer -------------------------------------------------------------------------------------------
 
+@service
 def set_photo(session, actor, student: Student, stream, filename: str | None) -> Student:
-    """Check, crop and keep a new photo for `student` (already loaded within the actor's scope) and commit.
-    Nothing is written on refusal (RuleError, the transaction rolled back by the caller); the replaced photo's
-    file is removed after the commit."""
+    """Check, crop and keep a new photo for `student` (already loaded within the actor's scope). Nothing
+    is written on refusal; the replaced photo's file is removed once the commit is done."""
     from app import uploads
     refused = refusal(student)
     if refused is not None:
@@ -140,10 +141,6 @@ def set_photo(session, actor, student: Student, stream, filename: str | None) ->
     with open(path, "wb") as f:
         f.write(stored_bytes)
     uploads.written(session, path)
-    session.commit()
     if old and STORED.match(old) and old != stored:
-        try:
-            os.remove(os.path.join(folder(), old))
-        except FileNotFoundError:
-            pass
+        uploads.replaced(session, os.path.join(folder(), old))
     return student

@@ -8,8 +8,9 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from app import classes as class_rules
+from app import classes as class_rules, spreadsheets
 from app.errors import RuleError
+from app.service import service
 from app.spreadsheets import Column, Issue, Row
 from models import SchoolClass, Student
 
@@ -78,13 +79,53 @@ def overfilled(session, placements: dict[int, int]) -> list[str]:
     return out
 
 
-def apply_placements(session, placements: dict[int, int]) -> int:
-    """Write the placements in one flush; the capacity rule locks each class and re-counts."""
+@service
+def place_from_file(session, actor, school_id: int, data: bytes, filename: str, dry_run: bool = False):
+    """分班 by template (web upload and `xueji assign-classes`): every row checked first; with any problem, or a
+    class that would overflow its 班额, nothing is placed. Returns (rows, issues, placed)."""
+    _school_in_scope(session, actor, school_id)
+    rows, issues = spreadsheets.read_table(data, filename, COLUMNS)
+    places, issues = check_placements(session, school_id, rows, issues)
+    if issues:
+        return rows, issues, 0
+    if dry_run:                                    # a dry run reports an overflowing class as the real run would
+        _refuse_overfilled(session, places)
+        return rows, issues, 0
+    return rows, issues, apply_placements(session, places)
+
+
+@service
+def place_selected(session, actor, student_ids, class_id: int) -> int:
+    """分班 of students chosen on the list into one class of their school."""
+    from app.scoping import apply_scope, scope_of
+    ids = {int(i) for i in student_ids}
+    students = list(session.scalars(apply_scope(select(Student).where(Student.id.in_(ids)), Student,
+                                                scope_of(actor))))
+    klass = session.get(SchoolClass, int(class_id or 0))
+    if len(students) != len(ids) or not students or klass is None or \
+            any(s.school_id != klass.school_id for s in students):
+        raise RuleError("学生或班级不存在或不在您的管辖范围内", code="not_found", status=404)
+    return apply_placements(session, {s.id: klass.id for s in students})
+
+
+def _refuse_overfilled(session, placements) -> None:
     full = overfilled(session, placements)
     if full:
         raise RuleError("以下班级将超过班额，整个文件未导入：" + "；".join(full), code="class_full")
+
+
+def _school_in_scope(session, actor, school_id) -> None:
+    from app.errors import OutOfScope
+    from app.scoping import school_in_scope, scope_of
+    if actor is not None and not school_in_scope(school_id, scope_of(actor), session):
+        raise OutOfScope("学校不存在或不在您的管辖范围内")
+
+
+@service
+def apply_placements(session, placements: dict[int, int]) -> int:
+    """Write the placements in one flush; the capacity rule locks each class and re-counts."""
+    _refuse_overfilled(session, placements)
     students = {s.id: s for s in session.scalars(select(Student).where(Student.id.in_(list(placements))))}
     for sid, class_id in placements.items():
         students[sid].class_id = class_id
-    session.commit()
     return len(placements)

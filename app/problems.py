@@ -8,6 +8,7 @@ from sqlalchemy import and_, event, func, or_, select, update
 
 from app import clock
 from app.errors import RuleError
+from app.service import service
 from app.identity import check_id_number
 from app.rules import changed, flush_rule
 from app.scoping import system_write
@@ -32,6 +33,14 @@ def _checks(row) -> list[tuple[str, str]]:
     if row.birth_date and check.birth_date != row.birth_date:
         out.append(("id_mismatch", f"出生日期与身份证件号不符（证件号为{check.birth_date:%Y-%m-%d}）"))
     return out[:1]
+
+
+@service
+def detect_in_scope(session, actor) -> dict:
+    """问题学籍检测 run on demand over the actor's whole scope (a school, or every school of its region)."""
+    from app.scoping import apply_scope, scope_of
+    schools = list(session.scalars(apply_scope(select(School.id), School, scope_of(actor))))
+    return detect(session, school_ids=schools)
 
 
 def detect(session, student_ids=None, school_ids=None) -> dict:
@@ -153,6 +162,7 @@ def install(session_factory) -> None:
 
 # --- handling ------------------------------------------------------------------------------------------
 
+@service
 def delete_record(session, actor, problem: Problem, reason: str, confirmed: bool) -> None:
     """删除 (人籍不一致: the student is not at this school): needs a reason and a second confirmation; the
     record is soft-deleted and stays visible to the school and the county as deleted."""
@@ -174,7 +184,6 @@ def delete_record(session, actor, problem: Problem, reason: str, confirmed: bool
     student.deleted_at, student.delete_reason = now, reason.strip()[:200]
     for p in open_problems(session, student.id):
         p.state, p.resolution, p.current, p.resolved_at = RESOLVED, "删除", None, now
-    session.commit()
 
 
 def resolve(session, problem_id: int, resolution: str, request_id: int | None = None) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, insert, select
 from app import clock, schoolyear, spreadsheets, uploads
 from app.audit import event_row
 from app.errors import RuleError
+from app.service import service
 from app.identity import check_id_number, check_xjh
 from app.rules import is_new, original, rule
 from app.spreadsheets import Column, Issue, Row
@@ -224,6 +225,27 @@ def load(batch: RosterBatch) -> bytes:
     return uploads.read(batch.stored_name)
 
 
+@service
+def upload(session, actor, data: bytes, filename: str, county_code: str, year) -> tuple[RosterBatch, CheckedRoster]:
+    """小学毕业生名单, step 1 (county staff of that county, or the CLI): keep the file once and check it."""
+    from app.errors import OutOfScope
+    from app.scoping import region_in_scope, scope_of
+    if actor is not None and not region_in_scope(county_code, scope_of(actor)):
+        raise OutOfScope("区县不存在或不在您的管辖范围内")
+    if not filename:
+        raise RuleError("请选择要上传的文件", code="no_file")
+    if not isinstance(year, int) or not 2000 <= year <= 2100:
+        raise RuleError("请填写4位的毕业年份", code="invalid")
+    batch = receive(session, actor, data, filename, county_code, year)
+    return batch, check_batch(session, batch)
+
+
+@service
+def recheck(session, batch: RosterBatch) -> CheckedRoster:
+    """Check a kept roster again (its page shows the result against today's data); the batch's counts follow."""
+    return check_batch(session, batch)
+
+
 def check_batch(session, batch: RosterBatch) -> CheckedRoster:
     rows, issues = getattr(batch, "parsed", None) or spreadsheets.read_table(load(batch), batch.filename, COLUMNS)
     checked = check_roster(session, batch.county_code, batch.year, rows, issues)
@@ -234,6 +256,7 @@ def check_batch(session, batch: RosterBatch) -> CheckedRoster:
 
 # --- writing ---------------------------------------------------------------------------------------------------
 
+@service
 def import_batch(session, actor, batch: RosterBatch, all_or_nothing: bool = False) -> tuple[int, int]:
     """Write the valid rows (re-checked now, inside the transaction): new graduates in bulk, graduates already
     held updated by 学籍号. Returns (created, updated). One commit; a refusal leaves the database as it was."""
@@ -246,7 +269,6 @@ def import_batch(session, actor, batch: RosterBatch, all_or_nothing: bool = Fals
     created, updated = write_graduates(session, actor, batch.county_code, batch.year, checked)
     batch.state, batch.committed_at = "已导入", clock.now()
     batch.created, batch.updated = batch.created + created, batch.updated + updated
-    session.commit()
     return created, updated
 
 

@@ -20,3 +20,20 @@ def place_in_region(school: School, session) -> None:
     school.city_code, school.province_code = region_chain(code)
     if not (school.code or "").isdigit() or len(school.code) != 10:
         raise RuleError("学校标识码应为10位数字", code="invalid")
+
+
+@rule(School)
+def schooling_confirmed(school: School, session) -> None:
+    """学制 decides the graduating grade (app.schoolyear): changing it on a school that has students graduates them
+    early or strands them, so it needs an explicit confirmation — `school.confirm_schooling = True`, set by the
+    edit form's checkbox and by the REST API's `?confirm_schooling=1` — on every path alike."""
+    from sqlalchemy import select
+    from app.rules import changed, is_new
+    from models import Student
+    if is_new(school) or not changed(school, "schooling") or getattr(school, "confirm_schooling", False):
+        return
+    with session.no_autoflush:
+        has_students = session.execute(select(Student.id).where(Student.school_id == school.id).limit(1)).first()
+    if has_students:
+        raise RuleError("该校已有学生，修改学制会影响毕业年级。请确认后再保存（勾选“确认修改学制”）。",
+                        code="confirm_required")

@@ -353,7 +353,9 @@ def install(session_factory) -> None:
 # --- FAB glue ----------------------------------------------------------------------------------------
 
 class ScopeFilter(BaseFilter):
-    """base_filters entry for views/APIs: ``[["id", ScopeFilter, None]]`` (value unused)."""
+    """A filter for the related-field dropdowns of forms (``add_form_query_rel_fields``), whose queries FAB runs on a
+    plain SQLAInterface of the related model: ``[["id", ScopeFilter, None]]`` (value unused). Views and APIs need no
+    base filter: their ScopedInterface scopes every query itself."""
     name = "管辖范围"
     arg_name = None          # not selectable from ?q= filters
 

@@ -6,7 +6,7 @@ over the scope's 在校 students (per school, stage, grade and class, with the f
 page reads its 100,000 rows once instead of five times; the cut is memoised on the session until it flushes,
 commits or rolls back.
 
-Grades are named (初一…高三, app.grades.grade_name) from cohort, the school's 学制 and its county's school year, the
+Grades are named (初一…高三, app.schoolyear.grade_name) from cohort, the school's 学制 and its county's school year, the
 school years of all counties read in one query. The page's filters (学校 within the scope, 统计年度) are a Filter
 (`choose`): the chosen school narrows the scope, so every table, chart and .xlsx download is cut the same way
 from the same single pass."""
@@ -18,8 +18,9 @@ from sqlalchemy import Integer, case, cast, event, extract, func, select
 from sqlalchemy.orm import Session
 
 from app import settings
-from app.grades import grade_name
+from app.schoolyear import grade_name
 from app.scoping import Scope, apply_scope, resolved_scope_condition
+from app.service import service
 from models import Region, School, SchoolClass, Student
 from models.admissions import Admission, Quota
 from models.codes import Setting
@@ -307,6 +308,16 @@ def table(session, scope, name: str, year: int | None = None):
     if name in ("changes", "admissions"):
         return (title, *fn(session, scope, year or clock.today().year))
     return (title, *fn(session, scope))
+
+
+@service
+def download(session, actor, scope, name: str, year: int | None = None, school_id: int | None = None):
+    """下载 one table (the chart's numbers as .xlsx): the table, and the export in the audit log."""
+    from app import audit
+    title, headers, rows = table(session, scope, name, year)
+    chosen = f" school={school_id}" if school_id else ""
+    audit.record(session, "export", entity="statistics", field=name, new=f"rows={len(rows)}{chosen} year={year}")
+    return title, headers, rows
 
 
 def class_label(row) -> str:

@@ -48,13 +48,9 @@ TYPES = {t.name: t for t in (
 COMPULSORY = ("初中",)               # 义务教育 stages handled here (小学 is out of scope)
 
 
-def school_year(today: date | None = None) -> int:
-    return schoolyear.by_date(today)
-
-
-def graduating(student: Student, year: int) -> bool:
-    """In the stage's last grade (初三 / 高三) in school year `year`."""
-    return year - student.cohort_year >= 2
+def graduating(student: Student, year: int, schooling: str | None) -> bool:
+    """In the stage's last grade (初三 / 高三; 初四 under 五四制) in school year `year`."""
+    return schoolyear.is_graduating(student.stage, student.cohort_year, year, schooling)
 
 
 def _setting(session, key, county):
@@ -74,8 +70,10 @@ class _Now:
 
     def __init__(self, session, student: Student):
         self.session, self.student = session, student
-        self.county = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+        self.county, schooling = session.execute(select(School.county_code, School.schooling)
+                                                 .where(School.id == student.school_id)).one()
         self.today, self.year = clock.today(), schoolyear.current(session, self.county)
+        self.graduating = graduating(student, self.year, schooling)
         self._settings, self._problem = {}, False
 
     def setting(self, key: str) -> str:
@@ -99,14 +97,14 @@ def _check(kind: ChangeType, now: _Now) -> None:
     """Every rule that decides whether this student may have `kind` now, before any form value is looked at.
     Raises the first RuleError that applies. `validate` (filing, final approval) and `available_types` (the
     学籍异动 start page) both run exactly this, so a type is offered only when filing it could pass."""
-    student, year = now.student, now.year
+    student = now.student
     if student.deleted_at is not None:
         raise RuleError("该学籍已删除", code="deleted")
     if student.status not in kind.from_status:
         need = "、".join(kind.from_status)
         raise RuleError(f"该生学籍状态为“{student.status}”，不能办理{kind.name}（须为{need}）", code="wrong_status")
     now.problem()
-    if graduating(student, year) and in_window(now.setting("calendar.graduating_freeze"), now.today):
+    if now.graduating and in_window(now.setting("calendar.graduating_freeze"), now.today):
         raise RuleError("毕业年级学生在7月1日至8月14日期间不能办理新的业务", code="calendar_closed")
     if kind.name in ("退学", "开除") and student.stage in COMPULSORY and \
             now.setting("rules.compulsory_no_withdrawal") == "1":
@@ -114,12 +112,12 @@ def _check(kind: ChangeType, now: _Now) -> None:
     if kind.name == "留级":
         if student.stage in COMPULSORY and now.setting("rules.no_repeat_compulsory") == "1":
             raise RuleError("义务教育阶段原则上不办理留级", code="no_repeat")
-        if graduating(student, year) and now.setting("rules.no_repeat_graduating") == "1":
+        if now.graduating and now.setting("rules.no_repeat_graduating") == "1":
             raise RuleError("毕业年级不办理留级", code="no_repeat")
     if kind.name == "跳级":
         if now.setting("rules.skip_once_per_stage") == "1" and _skipped_before(now.session, student):
             raise RuleError("同一学段只能跳级一次", code="skip_once")
-        if graduating(student, year):
+        if now.graduating:
             raise RuleError("毕业年级不能跳级", code="invalid")
 
 

@@ -76,6 +76,16 @@ class applying_request:
         info["xueji_reason"] = self.saved_reason
 
 
+def read_only_reason(student: Student) -> str | None:
+    """Why a record's basic information cannot be edited now (None when it can): the rule key_data_and_freeze holds
+    at flush, asked here so the page shows no 编辑 button that would end in its refusal."""
+    if student.deleted_at is not None:
+        return "该学籍已删除，只能查看"
+    if student.status in FINISHED:
+        return f"{student.status}学生的基本信息只读（如需更正请由区县办理毕业生回退）"
+    return None
+
+
 def _fail(student, message, code="invalid"):
     who = student.name or student.xjh or "学生"
     raise RuleError(f"{who}：{message}", code=code)

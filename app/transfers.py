@@ -47,7 +47,8 @@ def validate(session, student: Student, payload: dict) -> None:
     to_school = int(payload.get("to_school_id") or 0)
     county = session.execute(select(School.county_code).where(School.id == to_school)).scalar()
     today = clock.today()
-    home = session.execute(select(School.county_code).where(School.id == student.school_id)).scalar()
+    home, schooling = session.execute(select(School.county_code, School.schooling)
+                                      .where(School.id == student.school_id)).one()
     year = schoolyear.current(session, home)
     if in_window(settings.get(session, "calendar.transfer_pause", county), today):
         raise RuleError("7月15日至8月14日期间不受理新的转学申请", code="calendar_closed")
@@ -55,7 +56,7 @@ def validate(session, student: Student, payload: dict) -> None:
             student.cohort_year == year and today.month in (9, 10, 11, 12, 1):
         raise RuleError("起始年级第一学期不能转学", code="calendar_closed")
     if settings.get(session, "rules.no_transfer_graduating_last_term", county) == "1" and \
-            graduating(student, year) and 2 <= today.month <= 7:
+            graduating(student, year, schooling) and 2 <= today.month <= 7:
         raise RuleError("毕业年级最后一学期不能转学", code="calendar_closed")
     klass = session.get(SchoolClass, int(payload.get("class_id") or 0))
     if klass is None or klass.school_id != to_school:
@@ -107,7 +108,7 @@ register(Kind(code="transfer", title="转学", chain="transfer_county", chain_fo
 
 # --- 毕业后跨省就学 (DOMAIN §7): a school of another province admits one of our graduates -----------------------
 
-def validate_graduate_move(session, student: Student, payload: dict) -> None:
+def validate_graduate_move(session, student: Student, payload: dict, request=None) -> None:
     """学籍号 (G/J/L, 19 characters) and 姓名 must match a graduate; applications only in the windows
     8/15–12/14 and 3/1–5/31 (setting calendar.cross_province_windows); one application per school and student."""
     xjh = normalise(payload.get("xjh"))
@@ -129,7 +130,7 @@ def validate_graduate_move(session, student: Student, payload: dict) -> None:
     from models.requests import OPEN_STATES, Request
     dup = session.execute(select(Request.id).where(Request.kind == "graduate_move", Request.student_id == student.id,
                                                    Request.school_id == to_school.id,
-                                                   Request.id != session.info.get("xueji_request_id", 0),
+                                                   Request.id != getattr(request, "id", 0),
                                                    Request.state.in_(OPEN_STATES + ("已通过",)))).first()
     if dup:
         raise RuleError("本校已为该生提交过申请", code="duplicate")
@@ -155,5 +156,6 @@ def apply_graduate_move(session, req, payload) -> None:
 
 
 register(Kind(code="graduate_move", title="毕业后跨省就学", chain="graduate_move", validate=validate_graduate_move,
+              validate_knows_request=True,
               apply=apply_graduate_move, min_evidence=0, between_schools=True, locks_student=True,
               describe=lambda s, st, p: f"毕业后跨省就学 {st.name}（{st.xjh}）"))

@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import event
 
 PENDING = "xueji_new_files"
+REPLACED = "xueji_replaced_files"
 
 
 def folder() -> str:
@@ -45,21 +46,33 @@ def written(session, path: str) -> None:
     session.info.setdefault(PENDING, []).append(path)
 
 
+def replaced(session, path: str) -> None:
+    """A file the session's transaction makes obsolete (a replaced photo): deleted once it commits, kept if it
+    rolls back."""
+    session.info.setdefault(REPLACED, []).append(path)
+
+
 def read(stored_name: str) -> bytes:
     with open(path_of(stored_name), "rb") as f:
         return f.read()
 
 
-def _forget(session) -> None:
-    session.info.pop(PENDING, None)
-
-
-def _discard(session) -> None:
-    for path in session.info.pop(PENDING, ()):
+def _remove(paths) -> None:
+    for path in paths:
         try:
             os.remove(path)
         except FileNotFoundError:
             pass
+
+
+def _forget(session) -> None:
+    session.info.pop(PENDING, None)
+    _remove(session.info.pop(REPLACED, ()))
+
+
+def _discard(session) -> None:
+    _remove(session.info.pop(PENDING, ()))
+    session.info.pop(REPLACED, None)
 
 
 def install(session_factory) -> None:

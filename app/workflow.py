@@ -20,6 +20,7 @@ from app import clock, settings
 from app.errors import OutOfScope, RuleError
 from app.roles import (ROLE_BUREAU_REVIEWER, ROLE_SCHOOL_LEADER, ROLE_SCHOOL_REGISTRAR)
 from app.scoping import apply_scope, school_in_scope, scope_of, system_write
+from app.service import service
 from app.students import applying_request
 from app.workdays import add_working_days
 from models import School, Student
@@ -47,6 +48,15 @@ class Kind:
                                              # school becomes the counterpart
     chain_for: Callable | None = None        # (session, student, filing school id) -> chain code, when it varies
     on_end: Callable | None = None           # (session, request, payload) when it ends unapproved (撤销, 清理)
+    validate_knows_request: bool = False     # validate(…, request=) gets the request being decided or resubmitted
+                                             # (a duplicate check must not count the request itself)
+
+    def check(self, session, student, payload, request=None) -> None:
+        """Run `validate`; the request itself (None at filing) goes to a validate that asks for it."""
+        if self.validate_knows_request:
+            self.validate(session, student, payload, request=request)
+        else:
+            self.validate(session, student, payload)
 
     def chain_code(self, session, student, school_id) -> str:
         return self.chain_for(session, student, school_id) if self.chain_for else self.chain
@@ -171,8 +181,16 @@ def may_file(session, actor, kind_code: str, student: Student | None = None) -> 
     return student.deleted_at is None
 
 
-def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind) -> None:
+def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind, uploads=()) -> None:
+    """Link evidence uploaded earlier (REST: POST /api/v1/evidence/upload → ids) and store the files that came with
+    the filing itself (web forms: (stream, filename) pairs) — only now, after the request has passed validation,
+    so a refused request keeps no file."""
+    from app import evidence
     ids = [int(i) for i in evidence_ids or ()]
+    if any(name for _, name in uploads):
+        county = _county(session, req.school_id)
+        ids += [evidence.store(session, stream, name, req.school_id, actor, req.student_id, county).id
+                for stream, name in uploads if name]
     if ids:
         rows = list(session.scalars(select(Evidence).where(Evidence.id.in_(ids))))
         if len(rows) != len(set(ids)) or any(e.school_id != req.school_id or
@@ -186,11 +204,12 @@ def _attach_evidence(session, actor, req: Request, evidence_ids, kind: Kind) -> 
                         code="evidence_required")
 
 
+@service
 def file(session, actor, kind_code: str, student: Student | None, payload: dict, evidence_ids=(), comment=None,
-         school_id: int | None = None, commit: bool = True) -> Request:
-    """提交: validate, lock the student (在办业务), open the first step. Commits, unless a service that files as
-    part of its own transaction (an admission list) passes commit=False and commits once itself. Requests about a
-    school rather than a student (招生计划数变更, an admission batch) pass student=None and the school's id."""
+         school_id: int | None = None, uploads=()) -> Request:
+    """提交: validate, lock the student (在办业务), open the first step. A service that files as part of its own
+    use case (an admission list, 毕业) joins its transaction. Requests about a school rather than a student
+    (招生计划数变更, an admission batch) pass student=None and the school's id."""
     kind = KINDS[kind_code]
     counterpart = None
     if kind.between_schools:                 # the filer's school files; the student is the other school's
@@ -205,7 +224,7 @@ def file(session, actor, kind_code: str, student: Student | None, payload: dict,
         if busy is not None:
             raise RuleError(f"2002：该生有在办业务（#{busy.id} {busy.summary}，{busy.state}），"
                             "办结或撤销后才能提交新的申请", code="2002")
-    kind.validate(session, student, payload)
+    kind.check(session, student, payload)
     chain = kind.chain_code(session, student, school_id)
     steps = steps_of(session, Request(chain_code=chain))
     req = Request(kind=kind.code, subtype=(payload.get("type") or None) if isinstance(payload, dict) else None,
@@ -222,12 +241,9 @@ def file(session, actor, kind_code: str, student: Student | None, payload: dict,
             session.flush()
     except IntegrityError:
         raise RuleError("2002：该生刚刚已有其他在办业务提交，办结或撤销后才能提交新的申请", code="2002") from None
-    _attach_evidence(session, actor, req, evidence_ids, kind)
+    _attach_evidence(session, actor, req, evidence_ids, kind, uploads)
     _history(session, req, 0, "提交", actor, "提交", comment, role=kind.filer_role)
-    if commit:
-        session.commit()
-    else:
-        session.flush()
+    session.flush()
     return req
 
 
@@ -250,6 +266,7 @@ def may_decide(session, actor, req: Request, step: ChainStep) -> str | None:
     return None
 
 
+@service
 def decide(session, actor, request_id: int, decision: str, comment: str | None = None) -> Request:
     """通过 / 不通过 / 退回修改 at the current step. Commits; raises RuleError (nothing written) when refused."""
     if decision not in DECISIONS:
@@ -279,7 +296,6 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
                               Request.step_seq == step.seq).values(**values)
         .execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
-        session.rollback()
         raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
     session.expire(req)
     _history(session, req, step.seq, step.name, actor, decision, comment, role=step.role)
@@ -287,20 +303,12 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
         kind = KINDS[req.kind]
         payload = payload_of(req)
         student = session.get(Student, req.student_id) if req.student_id else None
-        session.info["xueji_request_id"] = req.id      # validate re-runs: this request is not a duplicate of itself
-        try:
-            with system_write(session), applying_request(session, f"{kind.title} #{req.id}"):
-                kind.validate(session, student, payload)
-                if kind.final_check:
-                    kind.final_check(session, req, payload)
-                kind.apply(session, req, payload)
-                session.flush()
-        except Exception:
-            session.rollback()
-            raise
-        finally:
-            session.info.pop("xueji_request_id", None)
-    session.commit()
+        with system_write(session), applying_request(session, f"{kind.title} #{req.id}"):
+            kind.check(session, student, payload, request=req)
+            if kind.final_check:
+                kind.final_check(session, req, payload)
+            kind.apply(session, req, payload)
+            session.flush()
     return req
 
 
@@ -321,6 +329,7 @@ def _filer_side(session, actor, req: Request) -> None:
         raise RuleError("只有提交申请的学校学籍管理员可以办理", code="forbidden", status=403)
 
 
+@service
 def withdraw(session, actor, request_id: int, comment: str | None = None) -> Request:
     """撤销: the filing school takes its request back, at any time before the final step is reached."""
     req = _load_scoped(session, actor, request_id)
@@ -332,17 +341,16 @@ def withdraw(session, actor, request_id: int, comment: str | None = None) -> Req
                               .values(state=WITHDRAWN, version=req.version + 1, closed_at=clock.now(), student_lock=None,
                                       step_due_on=None).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
-        session.rollback()
         raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
     session.expire(req)
     _history(session, req, req.step_seq, "撤销", actor, "撤销", comment, role=ROLE_SCHOOL_REGISTRAR)
     _on_end(session, req)
-    session.commit()
     return req
 
 
+@service
 def resubmit(session, actor, request_id: int, payload: dict | None = None, evidence_ids=(),
-             comment: str | None = None) -> Request:
+             comment: str | None = None, uploads=()) -> Request:
     """重新提交 after 退回修改 or 不通过: revised data and evidence, back to the first step."""
     req = _load_scoped(session, actor, request_id)
     _filer_side(session, actor, req)
@@ -355,8 +363,8 @@ def resubmit(session, actor, request_id: int, payload: dict | None = None, evide
     if busy is not None:
         raise RuleError(f"该生有其他在办业务（#{busy.id}），不能重新提交", code="2002")
     payload = payload if payload is not None else payload_of(req)
-    kind.validate(session, student, payload)
-    _attach_evidence(session, actor, req, evidence_ids, kind)
+    kind.check(session, student, payload, request=req)
+    _attach_evidence(session, actor, req, evidence_ids, kind, uploads)
     steps = steps_of(session, req)
     claimed = session.execute(update(Request).where(Request.id == req.id, Request.version == req.version)
                               .values(state=PENDING, step_seq=steps[0].seq, version=req.version + 1,
@@ -365,14 +373,13 @@ def resubmit(session, actor, request_id: int, payload: dict | None = None, evide
                                       step_due_on=_due(session, steps[0], _county(session, req.school_id)))
                               .execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
-        session.rollback()
         raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
     session.expire(req)
     _history(session, req, 0, "重新提交", actor, "重新提交", comment, role=ROLE_SCHOOL_REGISTRAR)
-    session.commit()
     return req
 
 
+@service
 def clear(session, actor, request_ids, reason: str) -> int:
     """在办业务清理: a bureau ends open requests of its schools in bulk (e.g. graduating grades on 7/15). Nothing
     of a request is applied before its final approval, so ending it rolls the student back to plain 在校 and
@@ -394,7 +401,6 @@ def clear(session, actor, request_ids, reason: str) -> int:
         req.student_lock = None
         _history(session, req, req.step_seq, "在办业务清理", actor, "清理", reason.strip()[:500])
         _on_end(session, req)
-    session.commit()
     return len(reqs)
 
 

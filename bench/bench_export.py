@@ -71,7 +71,7 @@ def setup(url):
     from app import create_app
     from app.extensions import db
     from models import XuejiUser
-    from views.records import StudentView
+    from views.students import StudentView
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "UPLOAD_FOLDER": tempfile.mkdtemp(prefix="xueji-export-")})
     view = next(v for v in app.appbuilder.baseviews if type(v) is StudentView)
     with app.app_context():

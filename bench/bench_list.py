@@ -175,7 +175,7 @@ def render(info, machine, dialect, args, results, before) -> str:
 def notes(results, dialect):
     import statistics as stats
     fixed = stats.median((r["page"][0] - r["sql_in_page"]) * 1000 for r in results)
-    out = ["What the page does: `StudentListInterface` (views/records.py) counts with `SELECT count(*) FROM "
+    out = ["What the page does: `StudentListInterface` (views/student_list.py) counts with `SELECT count(*) FROM "
            "student WHERE …` and loads the page with only the listed columns, the school name and class joined "
            "in; the county's schools are resolved to ids first (`app.scoping.resolved_scope_condition`) and "
            "the list is ordered by school, then id, so the database reads one school's index range per page; "

@@ -44,7 +44,7 @@ def main():
         year = schoolyear.current(db.session, "410102")
 
         def promote():
-            assert schoolyear.promote(db.session, "410102", year + 1)
+            assert schoolyear.promote(db.session, None, "410102", year + 1)
             db.session.execute(delete(Setting).where(Setting.key == schoolyear.KEY))
             db.session.commit()
 

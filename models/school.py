@@ -5,7 +5,7 @@ from sqlalchemy.orm import relationship
 
 SCHOOL_TYPES = ("初中", "高中", "完全中学", "九年一贯制")
 STAGES = ("初中", "高中")
-# 年级 names and years per stage: app.grades (one definition)
+# 年级 names and years per stage: app.schoolyear (one definition)
 
 
 class School(Model):

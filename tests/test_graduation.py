@@ -99,11 +99,18 @@ def test_high_school_needs_the_county_and_records_outcomes(app, world, client, a
     assert got[0] == "结业" and got[1] == "肄业" and set(got[2:]) == {"毕业"}
     with app.app_context():
         assert db.session.get(Student, ids[0]).cert_no is None and db.session.get(Student, ids[2]).cert_no
-        # the history says what each span ended as, and the audit log who approved it (not "毕业")
+        # the history (written by the record rules, as for every status change) closes the 在校 span and opens
+        # one of the real outcome; the audit log says who approved it (not "毕业")
         from models import AuditEvent, Enrollment
         ended = dict(db.session.execute(select(Enrollment.student_id, Enrollment.status).where(
             Enrollment.student_id.in_(ids[:3]), Enrollment.ended_on.is_not(None))).all())
-        assert [ended[i] for i in ids[:3]] == ["结业", "肄业", "毕业"]
+        now = dict(db.session.execute(select(Enrollment.student_id, Enrollment.status).where(
+            Enrollment.student_id.in_(ids[:3]), Enrollment.current == 1)).all())
+        assert [ended[i] for i in ids[:3]] == ["在校"] * 3
+        assert [now[i] for i in ids[:3]] == ["结业", "肄业", "毕业"]
+        reasons = set(db.session.scalars(select(Enrollment.reason).where(Enrollment.student_id == ids[0],
+                                                                         Enrollment.current == 1)))
+        assert reasons == {f"毕业 #{rid}"}
         who = set(db.session.scalars(select(AuditEvent.username).where(
             AuditEvent.entity == "student", AuditEvent.entity_id == str(ids[0]), AuditEvent.field == "status")))
         assert who == {"county_a_reviewer"}
@@ -115,6 +122,31 @@ def test_completion_outcomes_are_for_high_school_only(app, world, as_user, fresh
         "school_id": world.schools["a1"], "stage": "初中", f"outcome_{ids[0]}": "结业"},
         follow_redirects=True).get_data(as_text=True)
     assert "结业、肄业只适用于高中" in page and set(statuses(app, ids)) == {"在校"}
+
+
+def test_a_graduate_has_no_edit_button_and_no_edit_form(app, world, as_user, fresh_passwords):
+    ids = grade(app, world, "a1")
+    c = as_user("school_a1_clerk")
+    assert 'fa-edit"></i> 编辑' in c.get(f"/student/show/{ids[0]}").get_data(as_text=True)     # 在校: editable
+    c.post("/graduation/confirm", data={"school_id": world.schools["a1"], "stage": "初中"})
+    page = c.get(f"/student/show/{ids[0]}").get_data(as_text=True)
+    assert 'fa-edit"></i> 编辑' not in page and "毕业学生的基本信息只读" in page
+    resp = c.get(f"/student/edit/{ids[0]}")
+    assert resp.status_code == 302 and f"/student/show/{ids[0]}" in resp.headers["Location"]
+
+
+def test_high_school_graduation_is_rechecked_against_the_season_at_approval(app, world, client, as_user,
+                                                                            fresh_passwords):
+    """高中: filed in June, approved by the county only in August — outside the season the approval is refused and
+    nobody graduates (the window is checked where the graduation is applied, not only where it is filed)."""
+    ids = grade(app, world, "a2")
+    as_user("school_a2_clerk").post("/graduation/confirm", data={"school_id": world.schools["a2"], "stage": "高中"})
+    with app.app_context():
+        rid = db.session.scalar(select(Request.id).where(Request.kind == "graduation"))
+    clock.fix(datetime(2027, 8, 20, 10, 0))
+    resp = decide(client, "county_a_reviewer", rid)
+    assert resp.status_code == 422 and resp.get_json()["code"] == "calendar_closed"
+    assert set(statuses(app, ids)) == {"在校"}
 
 
 def test_county_rolls_graduates_back(app, world, as_user, fresh_passwords):

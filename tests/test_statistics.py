@@ -25,7 +25,7 @@ def class_label(klass) -> str:
     """The 班额 table's 班级: the grade name (初一…) read from cohort, 学制 and the county's school year, then the
     class's own name."""
     from app import schoolyear
-    from app.grades import grade_name
+    from app.schoolyear import grade_name
     school = db.session.get(School, klass.school_id)
     return grade_name(klass.stage, klass.cohort_year, schoolyear.current(db.session, school.county_code),
                       school.schooling) + klass.name
@@ -232,7 +232,7 @@ def test_grade_labels_are_grade_names(app, world, as_user):
     """年级 on the table, the chart and the download reads 初一…初三 (cohort, 学制 and the county's school year), never
     a cohort year."""
     from app import schoolyear, statistics
-    from app.grades import grade_name
+    from app.schoolyear import grade_name
     from app.scoping import ALL
     with app.app_context():
         _, _, rows = statistics.table(db.session, ALL, "grades")

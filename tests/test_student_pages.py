@@ -65,6 +65,42 @@ def test_changing_schooling_of_a_school_with_students_needs_confirmation(app, wo
         assert (ev.old_value, ev.new_value) == ("初中3年", "初中4年")
 
 
+def test_schooling_confirmation_holds_on_the_rest_api_too(app, world, client):
+    """The rule lives below the views (app.schools): the API refuses the same unconfirmed 学制 change."""
+    sid = world.schools["a1"]
+    h = api_headers(client, "school_a1_clerk")
+    resp = client.put(f"/api/v1/school/{sid}", json={"schooling": "初中4年"}, headers=h)
+    assert resp.status_code == 422 and resp.get_json()["code"] == "confirm_required"
+    with app.app_context():
+        assert db.session.get(School, sid).schooling == "初中3年"
+    resp = client.put(f"/api/v1/school/{sid}?confirm_schooling=1", json={"schooling": "初中4年"}, headers=h)
+    assert resp.status_code == 200, resp.get_json()
+    with app.app_context():
+        assert db.session.get(School, sid).schooling == "初中4年"
+
+
+def test_edit_form_shows_county_key_fields_read_only_and_never_writes_them(app, world, as_user):
+    """A field the superadmin marks as key data (key_fields.extra) is shown read-only on the edit form and a
+    posted value is ignored — the form never offers what the flush would then refuse."""
+    from tests.conftest import student_form
+    sid = world.student_of("a1")
+    with app.app_context():
+        db.session.add(Setting(key="key_fields.extra", region_code=None, value="hukou_place"))
+        db.session.commit()
+        before = db.session.get(Student, sid).hukou_place
+    c = as_user("school_a1_clerk")
+    page = c.get(f"/student/edit/{sid}").get_data(as_text=True)
+    import re
+    field = re.search(r'<[^>]*name="hukou_place"[^>]*>', page).group(0)
+    assert "readonly" in field and "disabled" in field
+    resp = c.post(f"/student/edit/{sid}", data=student_form(app, sid, hukou_place="410102003003",
+                                                            phone="13900001111"))
+    assert resp.status_code == 302
+    with app.app_context():
+        s = db.session.get(Student, sid)
+        assert s.hukou_place == before and s.phone == "13900001111"
+
+
 def test_superadmin_can_mark_more_key_fields(app, world, client):
     sid = world.student_of("a1")
     h = api_headers(client, "school_a1_clerk")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.codes import region_label, region_names
 from app.extensions import db
-from app.grades import grade_name, grade_names
+from app.schoolyear import grade_name, grade_names
 from models import AuditEvent, Student
 from tests.conftest import api_headers
 from tests.test_workflow import file_change

@@ -11,11 +11,12 @@ from views.queries import CurrentStudentQuery, GraduateQuery, HistoryQuery, Stat
 from views.statistics import StatisticsView
 from views.admissions import (AdmissionApi, AdmissionImportView, AdmissionView, ImportBatchApi, PlacementView,
                               QuotaApi, QuotaView)
-from views.records import (CodeView, EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, RegionApi,
-                           RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView, SettingView,
-                           StudentApi, StudentView)
-from views.requests import (ChainStepView, ChainView, EvidenceApi, KeyChangeView, ProblemApi, ProblemView,
-                            RequestApi, RequestView, StatusChangeView, TransferView)
+from views.organisation import RegionApi, RegionView, SchoolApi, SchoolClassApi, SchoolClassView, SchoolView
+from views.settings import CodeView, SettingView
+from views.students import EnrollmentApi, EnrollmentView, GuardianApi, GuardianView, StudentApi, StudentView
+from views.filing import EvidenceApi, KeyChangeView, StatusChangeView, TransferView
+from views.problems import ProblemApi, ProblemView
+from views.requests import ChainStepView, ChainView, RequestApi, RequestView
 
 
 def register_views(appbuilder) -> None:

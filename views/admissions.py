@@ -9,7 +9,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import func, select
 
-from app import admissions, placement, spreadsheets, workflow
+from app import admissions, filing, placement, spreadsheets
 from app.errors import RuleError
 from app.extensions import db
 from app.i18n import _l
@@ -17,7 +17,7 @@ from app.roles import VIEW_RW
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import School, SchoolClass, Student
 from models.admissions import CONFLICT, Admission, ImportBatch, Quota
-from views.base import XuejiApi, XuejiModelView, wants_json
+from views.base import XuejiApi, XuejiModelView, refused, wants_json
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -96,16 +96,11 @@ class QuotaView(XuejiModelView):
         quota = self.datamodel.get(pk) or abort(404)
         taken = admissions.used(db.session, quota.school_id, quota.year, quota.stage)
         if request.method == "POST":
-            payload = {"quota_id": quota.id, "current": quota.planned, "requested": request.form.get("requested"),
-                       "reason": request.form.get("reason", "")}
-            try:
-                req = workflow.file(db.session, g.user, "quota_change", None, payload, (), payload["reason"],
-                                    school_id=quota.school_id)
+            with refused():
+                req = filing.file_request(db.session, g.user, "quota_change",
+                                          {**request.form.to_dict(), "quota_id": quota.id})
                 flash(f"招生计划数变更申请 #{req.id} 已提交", "success")
                 return redirect(url_for("RequestView.show", pk=req.id))
-            except (RuleError, ValueError) as exc:
-                db.session.rollback()
-                flash(getattr(exc, "message", "请填写正确的数字"), "danger")
         return self.render_template("xueji/quota_change.html", quota=quota, used=taken, title=_l("招生计划数变更申请"))
 
 
@@ -142,20 +137,13 @@ class AdmissionImportView(BaseView):
         f = request.files.get("file")
         if f is None or not f.filename:
             return self._refused("请选择要上传的文件", "no_file")
-        method = "统一招生" if current_scope().kind == "region" else "自主招生"
         try:
-            data = f.read(spreadsheets.MAX_BYTES + 1)
-            table = spreadsheets.read_table(data, f.filename, admissions.COLUMNS)   # refuse bad files before keeping
-            batch = admissions.receive(db.session, data, f.filename, school,
-                                       admissions.admission_year(db.session, school.county_code), g.user,
-                                       method=method)
-            checked = admissions.check_batch(db.session, batch, table)
-            db.session.commit()
-            if batch.state == "已校验":
-                admissions.save_check(batch, checked)
+            batch, checked = admissions.upload(db.session, g.user, school, f.read(spreadsheets.MAX_BYTES + 1),
+                                               f.filename)
         except RuleError as exc:
-            db.session.rollback()
             return self._refused(exc.message, exc.code)
+        if batch.state == "已校验":
+            admissions.save_check(batch, checked)
         url = url_for("AdmissionImportView.batch", pk=batch.id)
         if wants_json():
             return jsonify({"redirect": url})
@@ -175,8 +163,7 @@ class AdmissionImportView(BaseView):
         """The batch's kept check (written at upload); checked again only when asked or when none is kept."""
         checked = None if fresh else admissions.saved_check(batch)
         if checked is None:
-            checked = admissions.check_batch(db.session, batch)
-            db.session.commit()
+            checked = admissions.recheck(db.session, batch)
             admissions.save_check(batch, checked)
         return checked
 
@@ -226,14 +213,11 @@ class AdmissionImportView(BaseView):
     @has_access
     def commit(self, pk):
         batch = self._batch(pk)
-        try:
+        with refused():
             n, conflicts = admissions.commit_batch(db.session, batch, g.user,
                                                    request.form.get("mode") == "all_or_nothing")
             flash(f"已提交{n}名学生" + (f"，其中{conflicts}名重复招生待仲裁" if conflicts else "") +
                   ("，等待学校确认" if batch.method == "统一招生" else "，等待区县教育局审核"), "success")
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
         return redirect(url_for("AdmissionImportView.batch", pk=pk))
 
 
@@ -257,25 +241,18 @@ class AdmissionView(XuejiModelView):
     @action("confirm", _l("确认录取（统一招生）"), None, "fa-check")
     def confirm(self, items):
         items = items if isinstance(items, list) else [items]
-        try:
-            scope = current_scope()
-            n = admissions.confirm(db.session, g.user, scope.school_id, [i.id for i in items])
+        with refused():
+            n = admissions.confirm(db.session, g.user, current_scope().school_id, [i.id for i in items])
             flash(f"已确认{n}名学生，等待区县教育局审核", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
         return redirect(url_for("AdmissionView.list"))
 
     @expose("/arbitrate/<int:pk>", methods=["POST"])
     @has_access
     def arbitrate(self, pk):
         adm = self.datamodel.get(pk) or abort(404)
-        try:
+        with refused():
             admissions.arbitrate(db.session, g.user, adm.id, request.form.get("reason", "") or "区县仲裁")
             flash("已仲裁：保留该校录取，其他学校的录取已取消", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
         return redirect(url_for("AdmissionView.list", _flt_0_state=CONFLICT))
 
 
@@ -303,19 +280,15 @@ class PlacementView(BaseView):
         school = _school(request.form.get("school_id"))
         f = request.files.get("file")
         result = None
-        try:
-            rows, issues = spreadsheets.read_table(f.read(spreadsheets.MAX_BYTES + 1) if f else b"",
-                                                   f.filename if f else "", placement.COLUMNS)
-            places, issues = placement.check_placements(db.session, school.id, rows, issues)
+        with refused():
+            rows, issues, n = placement.place_from_file(db.session, g.user, school.id,
+                                                        f.read(spreadsheets.MAX_BYTES + 1) if f else b"",
+                                                        f.filename if f else "")
             if issues:
                 result = {"issues": issues, "rows": len(rows)}
                 flash(f"有{len({i.row for i in issues})}行未通过校验，未分班", "danger")
             else:
-                n = placement.apply_placements(db.session, places)
                 flash(f"已为{n}名学生分班", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
         return self.render_template("xueji/placement.html", schools=_schools(), title=_l("分班"), result=result)
 
     @expose("/select", methods=["GET", "POST"])
@@ -326,16 +299,11 @@ class PlacementView(BaseView):
         if len(students) != len(set(ids)):
             abort(404)
         if request.method == "POST" and request.form.get("class_id"):
-            klass = db.session.get(SchoolClass, int(request.form["class_id"]))
-            if klass is None or any(s.school_id != klass.school_id for s in students):
-                abort(404)
-            try:
-                n = placement.apply_placements(db.session, {s.id: klass.id for s in students})
+            with refused():
+                n = placement.place_selected(db.session, g.user, ids, request.form.get("class_id", type=int))
+                klass = db.session.get(SchoolClass, request.form.get("class_id", type=int))
                 flash(f"已将{n}名学生分入{klass.cohort_year}级{klass.name}", "success")
                 return redirect(url_for("StudentView.list"))
-            except RuleError as exc:
-                db.session.rollback()
-                flash(exc.message, "danger")
         school_ids = {s.school_id for s in students}
         classes = db.session.scalars(select(SchoolClass).where(SchoolClass.school_id.in_(school_ids))
                                      .order_by(SchoolClass.cohort_year.desc(), SchoolClass.class_no)).all()

@@ -6,10 +6,15 @@
 - /export/csv (streamed) and /export/xlsx (background job, app.exportjobs): the list's own filters and
   scope, formula-safe, audited; list pages carry the export buttons (xueji/list.html)
 - REST errors as JSON {code, message} with the rule's status (422, 403, 404), never SQL
+
+A service (app.service) owns its transaction; a face shows its refusal through one path each: `refused()` on the
+web (a flash, or 404), `rest_safe` on the REST API ({code, message} at the rule's status).
 """
+import functools
 import json
 import os
 import re
+from contextlib import contextmanager
 
 from flask import abort, current_app, flash, g, redirect, request, Response, send_file, stream_with_context, url_for
 from flask_appbuilder import ModelRestApi, ModelView
@@ -24,13 +29,38 @@ from sqlalchemy import or_
 from werkzeug.exceptions import NotFound
 from werkzeug.utils import safe_join
 
-from app import audit, exportjobs
+from app import exportjobs
 from app.errors import INT_MAX, RuleError, client_fault, json_error
-from app.exports import MAX_ROWS, ExportSpec, csv_stream, export_rows, xlsx_file
+from app.exports import ExportSpec, csv_stream, export_rows, xlsx_file
 from app.roles import API_RW, VIEW_RW
-from app.scoping import ScopeFilter, apply_scope, current_scope
+from app.scoping import apply_scope, current_scope
 
-SCOPE_FILTER = [["id", ScopeFilter, None]]
+
+
+@contextmanager
+def refused(abort_on=(404,)):
+    """The web's one error path for a service call: a RuleError (the service has rolled back) becomes a flash of
+    its Chinese message and the page goes on (to render the form again with what was typed); an out-of-scope row
+    answers 404 as if it did not exist (`abort_on` adds 403 where no button leads a user who may not act).
+    Write `with refused(): …; return redirect(…)`."""
+    try:
+        yield
+    except RuleError as exc:
+        if exc.status in abort_on:
+            abort(exc.status)
+        flash(exc.message, "danger")
+
+
+def rest_safe(fn):
+    """The REST API's one error path: FAB's @safe, with a RuleError answered as {code, message} at its status
+    (the service has rolled back) instead of being logged as a fault."""
+    @functools.wraps(fn)
+    def run(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except RuleError as exc:
+            return json_error(exc.status, exc.code, exc.message)
+    return safe(run)
 
 
 def minute_field(label):
@@ -109,7 +139,6 @@ class ScopedRoutesMixin:
 
 class XuejiModelView(ScopedRoutesMixin, ModelView):
     method_permission_name = VIEW_RW
-    base_filters = SCOPE_FILTER
     page_size = 25
     list_template = "xueji/list.html"
     export_columns: list[str] | None = None      # column paths ("school.name"); default: the list's stored columns
@@ -153,25 +182,18 @@ class XuejiModelView(ScopedRoutesMixin, ModelView):
         spec, session = self.export_spec(), self.datamodel.session
         query_string = request.query_string.decode()[:500]
         if fmt == "csv" and request.method == "GET":
-            ids = list(session.scalars(self._export_ids().limit(MAX_ROWS)))
-            # logged against the export (the list's name), never a row of the exported table
-            audit.record(session, "export", entity="export", field="csv",
-                         new=f"{self.list_title or ''}（{self.datamodel.obj.__tablename__}）{query_string} "
-                             f"rows={len(ids)}")
-            session.commit()
+            ids = exportjobs.record_csv(session, g.user, str(self.list_title or ""), self.datamodel.obj.__tablename__,
+                                        query_string, self._export_ids())
             name = f"{self.datamodel.obj.__tablename__}.csv"
             return Response(stream_with_context(csv_stream(spec.headers, export_rows(session, spec, ids))),
                             mimetype="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f"attachment; filename={name}"})
         if fmt == "xlsx" and request.method == "POST":
-            try:
+            with refused():
                 job = exportjobs.start(session, g.user.id, spec, self._export_ids(),
                                        str(self.list_title or self.datamodel.obj.__tablename__), query_string)
-            except RuleError as exc:
-                session.rollback()
-                flash(exc.message, "warning")
-                return redirect(url_for(f"{self.endpoint}.list") + (f"?{query_string}" if query_string else ""))
-            return redirect(url_for("ExportJobView.show", pk=job.id))
+                return redirect(url_for("ExportJobView.show", pk=job.id))
+            return redirect(url_for(f"{self.endpoint}.list") + (f"?{query_string}" if query_string else ""))
         abort(405 if fmt in ("csv", "xlsx") else 404)
 
     def send_selected(self, items):
@@ -286,7 +308,6 @@ class FkSchemaConverter(Model2SchemaConverter):
 class XuejiApi(ModelRestApi):
     model2schemaconverter = FkSchemaConverter
     method_permission_name = API_RW
-    base_filters = SCOPE_FILTER
     allow_browser_login = False
     export_columns: list[str] | None = None
     export_formatters: dict = {}
@@ -330,7 +351,6 @@ class XuejiApi(ModelRestApi):
                                    query.with_entities(model.id).statement, model.__tablename__,
                                    request.query_string.decode())
         except RuleError as exc:
-            self.datamodel.session.rollback()
             return json_error(exc.status, exc.code, exc.message)
         return self.response(202, id=job.id, total=job.total, truncated=job.truncated,
                              status=f"/api/v1/exportjob/{job.id}/status")

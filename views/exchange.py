@@ -2,16 +2,17 @@
 
 The screen and the REST API (/api/v1/exchangepeer/) only collect input and show results; every rule and message
 is app.exchange's (add_peer, revoke_peer, list_peers), which the CLI (`xueji exchange-peer`) calls too."""
-from flask import abort, flash, g, redirect, request, url_for
+from flask import flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView
-from flask_appbuilder.api import BaseApi, expose as api_expose, protect, safe
+from flask_appbuilder.api import BaseApi, expose as api_expose, protect
 from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 
 from app import exchange
-from app.errors import RuleError, json_error
+from app.errors import json_error
 from app.extensions import db
 from app.i18n import _l
+from views.base import refused, rest_safe
 
 PERMISSIONS = {"list": "read", "add": "write", "revoke": "delete"}
 
@@ -44,27 +45,19 @@ class ExchangePeerView(BaseView):
     @expose("/add", methods=["POST"])
     @has_access
     def add(self):
-        try:
+        with refused():
             peer = exchange.add_peer(db.session, g.user, request.form.get("province_code"),
                                      request.form.get("public_key"), request.form.get("name"))
             flash(f"已登记{peer.name}（{peer.province_code}）的公钥，指纹 {peer.fingerprint}", "success")
             return redirect(url_for("ExchangePeerView.list"))
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
-            return self._page(request.form)
+        return self._page(request.form)
 
     @expose("/revoke/<int:pk>", methods=["POST"])
     @has_access
     def revoke(self, pk):
-        try:
+        with refused():
             peer = exchange.revoke_peer(db.session, g.user, pk)
             flash(f"已撤销{peer.name}（{peer.province_code}）的公钥，其数据包不再被接受", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            if exc.status == 404:
-                abort(404)
-            flash(exc.message, "danger")
         return redirect(url_for("ExchangePeerView.list"))
 
 
@@ -77,7 +70,7 @@ class ExchangePeerApi(BaseApi):
 
     @api_expose("/", methods=["GET"])
     @protect()
-    @safe
+    @rest_safe
     def get_list(self):
         """The provinces this installation exchanges with, live keys first.
         ---
@@ -88,15 +81,12 @@ class ExchangePeerApi(BaseApi):
               description: '{"result": [{"id", "province_code", "name", "public_key", "fingerprint", "added_by",
                 "added_at", "revoked", "revoked_by", "revoked_at"}], "count"}'
         """
-        try:
-            peers = exchange.list_peers(db.session, g.user)
-        except RuleError as exc:
-            return json_error(exc.status, exc.code, exc.message)
+        peers = exchange.list_peers(db.session, g.user)
         return self.response(200, result=[peer_json(p) for p in peers], count=len(peers))
 
     @api_expose("/<int:pk>", methods=["GET"])
     @protect()
-    @safe
+    @rest_safe
     def get(self, pk):
         """One peer.
         ---
@@ -114,17 +104,14 @@ class ExchangePeerApi(BaseApi):
             404:
               $ref: '#/components/responses/404'
         """
-        try:
-            peer = next((p for p in exchange.list_peers(db.session, g.user) if p.id == pk), None)
-        except RuleError as exc:
-            return json_error(exc.status, exc.code, exc.message)
+        peer = next((p for p in exchange.list_peers(db.session, g.user) if p.id == pk), None)
         if peer is None:
             return json_error(404, "not_found", "该省份公钥不存在")
         return self.response(200, result=peer_json(peer))
 
     @api_expose("/", methods=["POST"])
     @protect()
-    @safe
+    @rest_safe
     def post(self):
         """Register the other province's public key, as its exchange page shows it.
         ---
@@ -158,17 +145,13 @@ class ExchangePeerApi(BaseApi):
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             body = {}
-        try:
-            peer = exchange.add_peer(db.session, g.user, body.get("province_code"), body.get("public_key"),
-                                     body.get("name") if isinstance(body.get("name"), str) else None)
-        except RuleError as exc:
-            db.session.rollback()
-            return json_error(exc.status, exc.code, exc.message)
+        peer = exchange.add_peer(db.session, g.user, body.get("province_code"), body.get("public_key"),
+                                 body.get("name") if isinstance(body.get("name"), str) else None)
         return self.response(201, result=peer_json(peer))
 
     @api_expose("/<int:pk>", methods=["DELETE"])
     @protect()
-    @safe
+    @rest_safe
     def delete(self, pk):
         """Revoke a peer's key: the row stays (revoked_at, revoked_by); its packages are refused from now on.
         ---
@@ -188,9 +171,5 @@ class ExchangePeerApi(BaseApi):
             409:
               description: already revoked
         """
-        try:
-            peer = exchange.revoke_peer(db.session, g.user, pk)
-        except RuleError as exc:
-            db.session.rollback()
-            return json_error(exc.status, exc.code, exc.message)
+        peer = exchange.revoke_peer(db.session, g.user, pk)
         return self.response(200, result=peer_json(peer))

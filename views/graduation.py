@@ -9,11 +9,11 @@ from flask_appbuilder.views import expose
 from sqlalchemy import select
 
 from app import graduation, schoolyear
-from app.errors import RuleError
 from app.extensions import db
 from app.i18n import _l
 from app.scoping import apply_scope, current_scope
 from models import School, Student
+from views.base import refused
 
 # 毕业审核 (county menu): the 高中 graduation requests waiting for a decision (FAB list filters: 3 = equals)
 GRADUATION_REVIEW_HREF = "/request/list/?" + urlencode({"_flt_3_kind": "graduation", "_flt_3_state": "审核中"})
@@ -46,20 +46,15 @@ class GraduationView(BaseView):
     @expose("/confirm", methods=["POST"])
     @has_access
     def confirm(self):
-        school_id = int(request.form.get("school_id") or 0)
-        if school_id not in {s.id for s in _schools()} or current_scope().kind != "school":
-            abort(404)
+        school_id = request.form.get("school_id", type=int) or 0
         stage = request.form.get("stage", "")
         outcomes = {k[len("outcome_"):]: v for k, v in request.form.items() if k.startswith("outcome_")}
-        try:
+        with refused():
             n, req = graduation.graduate(db.session, g.user, school_id, stage, outcomes)
             if req is not None:
                 flash(f"已提交{n}名学生的毕业申请，等待区县教育局审核（#{req.id}）", "success")
             else:
                 flash(f"已为{n}名学生办理毕业", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
         return redirect(url_for("GraduationView.index", school_id=school_id, stage=stage))
 
     @expose("/rollback", methods=["GET", "POST"])
@@ -67,19 +62,10 @@ class GraduationView(BaseView):
     def rollback(self):
         """毕业生回退 (county): find graduates of the county's schools, choose, give the reason, confirm."""
         if request.method == "POST":
-            ids = request.form.getlist("ids")
-            try:
-                if not ids:
-                    raise RuleError("请选择要回退的毕业生", code="required")
-                n = graduation.rollback(db.session, g.user, ids, request.form.get("reason", ""))
+            with refused(abort_on=(403, 404)):
+                n = graduation.rollback(db.session, g.user, request.form.getlist("ids"),
+                                        request.form.get("reason", ""))
                 flash(f"已回退{n}名毕业生", "success")
-            except RuleError as exc:
-                db.session.rollback()
-                if exc.status == 404:
-                    abort(404)
-                if exc.status == 403:
-                    abort(403)
-                flash(exc.message, "danger")
             return redirect(url_for("GraduationView.rollback", **{k: v for k, v in request.args.items()}))
         schools = _schools()
         school_id = request.args.get("school_id", type=int)
@@ -109,11 +95,9 @@ class GraduationView(BaseView):
         if scope.kind != "region" or scope.region_level != "county":
             abort(403)
         if request.method == "POST":
-            try:
-                done = schoolyear.promote(db.session, scope.region_code, int(request.form.get("to_year") or 0))
+            with refused():
+                done = schoolyear.promote(db.session, g.user, scope.region_code,
+                                          request.form.get("to_year", type=int) or 0)
                 flash("已升级到新学年" if done else "本区县已是该学年，无需重复升级", "success" if done else "info")
-            except (RuleError, ValueError) as exc:
-                db.session.rollback()
-                flash(getattr(exc, "message", "学年不正确"), "danger")
         plan = schoolyear.preview(db.session, scope.region_code)
         return self.render_template("xueji/promote.html", plan=plan, title=_l("升级"))

@@ -16,7 +16,7 @@ from app.i18n import _l
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import Region, Student
 from models.admissions import RosterBatch
-from views.base import SCOPE_FILTER, XuejiModelView, wants_json
+from views.base import XuejiModelView, refused, wants_json
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PAGE = 200
@@ -64,17 +64,10 @@ class PrimaryRosterView(BaseView):
         if county not in {c.code for c in _counties()}:
             abort(404)
         f = request.files.get("file")
-        year = request.form.get("year", type=int)
         try:
-            if f is None or not f.filename:
-                raise RuleError("请选择要上传的文件", code="no_file")
-            if not year or not 2000 <= year <= 2100:
-                raise RuleError("请填写4位的毕业年份", code="invalid")
-            batch = rosters.receive(db.session, g.user, f.read(spreadsheets.MAX_BYTES + 1), f.filename, county, year)
-            rosters.check_batch(db.session, batch)
-            db.session.commit()
+            batch, _ = rosters.upload(db.session, g.user, f.read(spreadsheets.MAX_BYTES + 1) if f else b"",
+                                      f.filename if f else "", county, request.form.get("year", type=int))
         except RuleError as exc:          # shown where the user looks: the page's XHR gets 422 {code, message}
-            db.session.rollback()
             if wants_json():
                 return jsonify({"code": exc.code, "message": exc.message}), 422
             flash(exc.message, "danger")
@@ -90,8 +83,7 @@ class PrimaryRosterView(BaseView):
     @has_access
     def batch(self, pk):
         batch = self._batch(pk)
-        checked = rosters.check_batch(db.session, batch)
-        db.session.commit()
+        checked = rosters.recheck(db.session, batch)
         page = max(request.args.get("page", 1, type=int) or 1, 1)
         bad = sorted(checked.bad_rows)
         by_row: dict[int, list] = {}
@@ -117,13 +109,10 @@ class PrimaryRosterView(BaseView):
     @has_access
     def commit(self, pk):
         batch = self._batch(pk)
-        try:
+        with refused():
             created, updated = rosters.import_batch(db.session, g.user, batch,
                                                     request.form.get("mode") == "all_or_nothing")
             flash(f"已导入小学毕业生：新增{created}人，更新{updated}人", "success")
-        except RuleError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
         return redirect(url_for("PrimaryRosterView.batch", pk=pk))
 
 
@@ -133,7 +122,7 @@ class PrimaryGraduateView(XuejiModelView):
     class_permission_name = "Student"
     route_base = "/primarygraduate"
     include_route_methods = {"list", "show"}
-    base_filters = SCOPE_FILTER + [["stage", FilterEqual, rosters.PRIMARY]]
+    base_filters = [["stage", FilterEqual, rosters.PRIMARY]]
     list_title = show_title = _l("小学毕业生")
     label_columns = {"xjh": _l("全国学籍号"), "name": _l("姓名"), "sex_label": _l("性别"), "birth_date": _l("出生日期"),
                      "school": _l("毕业学校"), "graduated_on": _l("毕业日期"), "id_number": _l("身份证件号")}

@@ -5,10 +5,11 @@ from flask_appbuilder.models.sqla.filters import FilterEqual, FilterInFunction, 
 
 from app.i18n import _l
 from app.roles import VIEW_RW
-from app.scoping import ScopeFilter, ScopedInterface
+from app.scoping import ScopedInterface
 from models import Student
 from models.requests import Request
-from views.records import STUDENT_LIST, StudentListInterface, StudentView
+from views.student_list import StudentListInterface
+from views.students import STUDENT_LIST, StudentView
 from views.requests import RequestView
 
 FINISHED = ("毕业", "结业", "肄业")
@@ -23,7 +24,7 @@ class CurrentStudentQuery(StudentView):
     include_route_methods = QUERY_ROUTES
     method_permission_name = {**VIEW_RW}
     list_title = show_title = _l("在校生查询")
-    base_filters = [["id", ScopeFilter, None], ["status", FilterEqual, "在校"]]
+    base_filters = [["status", FilterEqual, "在校"]]
 
 
 class GraduateQuery(StudentView):
@@ -35,7 +36,7 @@ class GraduateQuery(StudentView):
     list_columns = GRADUATE_LIST
     label_columns = {**StudentView.label_columns, "graduated_on": _l("毕业日期"), "cert_no": _l("毕业证号")}
     # this installation's 中学 graduates; the county's 小学毕业生 roster has its own list (views/primary.py)
-    base_filters = [["id", ScopeFilter, None], ["status", FilterInFunction, lambda: FINISHED],
+    base_filters = [["status", FilterInFunction, lambda: FINISHED],
                     ["stage", FilterNotEqual, "小学"]]
 
 
@@ -45,7 +46,7 @@ class HistoryQuery(StudentView):
     include_route_methods = QUERY_ROUTES
     method_permission_name = {**VIEW_RW}
     list_title = show_title = _l("历史数据查询（已离校学生）")
-    base_filters = [["id", ScopeFilter, None], ["status", FilterInFunction, lambda: LEFT]]
+    base_filters = [["status", FilterInFunction, lambda: LEFT]]
 
 
 class StatusChangeQuery(RequestView):
@@ -56,4 +57,4 @@ class StatusChangeQuery(RequestView):
     label_columns = {**RequestView.label_columns, "subtype": _l("异动类型")}
     list_columns = ["id", "subtype", "summary", "state", "school", "filed_at", "closed_at"]
     search_columns = ["subtype", "state", "school", "filed_at", "closed_at"]
-    base_filters = [["id", ScopeFilter, None], ["kind", FilterEqual, "status_change"]]
+    base_filters = [["kind", FilterEqual, "status_change"]]
