@@ -29,6 +29,9 @@ init: install
 run: init
 	$(BIN)/flask --app run run --host $(HOST) --port $(PORT) --with-threads
 
+# one pytest-xdist worker per core, a test file per worker at a time (its module fixtures built once); each worker
+# has its own SQLite file and its own PostgreSQL/MariaDB database (tests/conftest.py)
+PYTEST_ARGS ?= -n auto --dist loadfile
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -13,13 +13,44 @@ from app.extensions import db
 DEMO_PASSWORD = "Xueji#2026"
 
 
+REPLICA_RUN = "postgresql-replica"
+
+
 def _databases():
     dbs = [pytest.param("sqlite", id="sqlite")]
     if os.environ.get("TEST_POSTGRES_URL"):
         dbs.append(pytest.param(os.environ["TEST_POSTGRES_URL"], id="postgresql"))
+        # once more with a streaming replica serving the reads (.ci/run starts one on 127.0.0.1:5433)
+        if os.environ.get("TEST_POSTGRES_SUITE_REPLICA_URL"):
+            dbs.append(pytest.param(REPLICA_RUN, id=REPLICA_RUN))
     if os.environ.get("TEST_MARIADB_URL"):
         dbs.append(pytest.param(os.environ["TEST_MARIADB_URL"], id="mariadb"))
     return dbs
+
+
+def worker_url(url: str, create: bool = True) -> str:
+    """Under pytest-xdist (`make test` runs one worker per core) each worker gets its own PostgreSQL / MariaDB
+    database, test_gw0, test_gw1 … beside the configured one, created when missing; SQLite files are per worker
+    already (tmp_path_factory)."""
+    from sqlalchemy.engine import make_url
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or url == "sqlite":
+        return url
+    parsed = make_url(url)
+    name = f"{parsed.database}_{worker}"
+    if not create:                                       # a replica: the primary's copy arrives by streaming
+        return parsed.set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(parsed.set(database="postgres" if parsed.get_backend_name() == "postgresql" else ""),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if parsed.get_backend_name() == "postgresql":
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        else:
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                              "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    admin.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
 
 
 def drop_everything(url: str) -> None:
@@ -53,20 +84,54 @@ def app_config(url, tmp, **extra):
         "SQLALCHEMY_DATABASE_URI": url,
         "WTF_CSRF_ENABLED": False,
         "AUTH_RATE_LIMIT": "10000 per minute",
-        "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",     # fast hashing in tests only
+        "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",     # fast hashing in tests only (FAB's API keys)
+        "XUEJI_ARGON2": {"time_cost": 1, "memory_cost": 8, "parallelism": 1},    # cheap argon2id in tests only
         "UPLOAD_FOLDER": os.path.join(tmp, "uploads"),
     }
     cfg.update(extra)
     return cfg
 
 
+def replica_settings() -> dict:
+    return {"DATABASE_REPLICA_URLS": worker_url(os.environ["TEST_POSTGRES_SUITE_REPLICA_URL"], create=False),
+            "DATABASE_REPLICA_CHECK_SECONDS": 0, "DATABASE_REPLICA_MAX_LAG_SECONDS": 60}
+
+
+def wait_for_replica_before_each_request(application) -> None:
+    """Tests also write outside requests (fixtures, app contexts), which no cookie records: before each request wait
+    until the replica has replayed everything so far, so a GET that reads from it sees what the test wrote. A GET
+    that writes in a way the routing does not recognise still fails here: the replica refuses the write."""
+    import time
+    from app import replicas
+    router = application.extensions[replicas.KEY]
+
+    def caught_up():
+        with router.primary.connect() as conn:
+            target = replicas.parse_lsn(conn.execute(text("SELECT pg_current_wal_insert_lsn()::text")).scalar())
+        for replica in router.replicas:
+            for _ in range(2000):
+                with replica.engine.connect() as conn:
+                    done = conn.execute(text("SELECT pg_last_wal_replay_lsn()::text")).scalar()
+                if replicas.parse_lsn(done) >= target:
+                    break
+                time.sleep(0.005)
+    application.before_request_funcs.setdefault(None, []).insert(0, caught_up)
+
+
 @pytest.fixture(scope="session", params=_databases())
 def app(request, tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("xueji"))
-    url = f"sqlite:///{tmp}/test.db" if request.param == "sqlite" else request.param
+    extra = replica_settings() if request.param == REPLICA_RUN else {}
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp}/test.db"
+    else:
+        url = worker_url(os.environ["TEST_POSTGRES_URL"] if request.param == REPLICA_RUN else request.param)
     drop_everything(url)
-    application = create_app(app_config(url, tmp))
+    application = create_app(app_config(url, tmp, **extra))
+    if extra:
+        wait_for_replica_before_each_request(application)
     application.config["XUEJI_TMP"] = tmp
+    application.config["XUEJI_TEST_EXTRA"] = extra
     with application.app_context():
         from app.cli import prepare_database
         prepare_database(False)
@@ -74,6 +139,9 @@ def app(request, tmp_path_factory):
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
+    if extra:
+        from app import replicas
+        application.extensions[replicas.KEY].dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +162,11 @@ def client(app):
 def make_app(app):
     """Build another app on the same database with different settings (CSRF on, tight rate limit …)."""
     def build(**extra):
-        return create_app(app_config(app.config["SQLALCHEMY_DATABASE_URI"], app.config["XUEJI_TMP"], **extra))
+        settings = {**app.config["XUEJI_TEST_EXTRA"], **extra}
+        built = create_app(app_config(app.config["SQLALCHEMY_DATABASE_URI"], app.config["XUEJI_TMP"], **settings))
+        if app.config["XUEJI_TEST_EXTRA"]:
+            wait_for_replica_before_each_request(built)
+        return built
     return build
 
 
@@ -123,17 +195,58 @@ class World:
         return self.students[key][0]
 
 
+# Columns that point into their own table: restored as NULL first, then set once every row is back.
+SELF_REFERENCES = {"ab_user": ("created_by_fk", "changed_by_fk"), "region": ("parent_code",)}
+
+
+def snapshot(session) -> dict:
+    """Every row of the WIPE tables as loaded by the demo (taken once per database)."""
+    from app.extensions import db as _db
+    tables = _db.metadata.tables
+    return {name: [dict(r) for r in session.execute(tables[name].select()).mappings()] for name in WIPE}
+
+
+def restore(session, rows_of: dict) -> None:
+    """Put a snapshot back into the wiped tables in a few executemany INSERTs (parents first), then the
+    self-references: the same world as load_demo, in a fraction of its time."""
+    from sqlalchemy import bindparam
+    tables = db.metadata.tables
+    for name in reversed(WIPE):
+        rows = rows_of[name]
+        if not rows:
+            continue
+        nulled = SELF_REFERENCES.get(name, ())
+        session.execute(tables[name].insert(), [{**r, **{c: None for c in nulled}} for r in rows])
+        for column in nulled:
+            pk = tables[name].primary_key.columns.values()[0]
+            later = [{"pk": r[pk.key], "value": r[column]} for r in rows if r[column] is not None]
+            if later:
+                session.execute(tables[name].update().where(pk == bindparam("pk"))
+                                .values({column: bindparam("value")}), later)
+    session.commit()
+
+
+_WORLDS: dict = {}          # app → the demo world's rows
+
+
 @pytest.fixture
 def world(app):
-    """The small demo world: 2 counties × (初中, 高中), 2 classes a grade, 3 students a class, all accounts."""
+    """The small demo world: 2 counties × (初中, 高中), 2 classes a grade, 3 students a class, all accounts. Loaded
+    by the demo loader once per database, then restored from its snapshot before each test."""
     from app.demo import SCHOOLS, load_demo
     from app.security import clear_permission_cache
     from models import School, Student, XuejiUser
     clock.fix(None)
     with app.app_context():
         wipe(db.session)
-        load_demo(app.appbuilder, classes_per_grade=2, students_per_class=3, graduates=4, password=DEMO_PASSWORD,
-                  near_cap=False, with_problems=False)
+        key = app.config["XUEJI_TMP"]                    # one per app (a database rebuilt later starts afresh)
+        if key in _WORLDS:
+            restore(db.session, _WORLDS[key])
+        else:
+            load_demo(app.appbuilder, classes_per_grade=2, students_per_class=3, graduates=4,
+                      password=DEMO_PASSWORD, near_cap=False, with_problems=False)
+            _WORLDS[key] = snapshot(db.session)
+            db.session.commit()
         clear_permission_cache()
         w = World()
         codes = dict(db.session.execute(select(School.code, School.id)).all())
@@ -146,6 +259,29 @@ def world(app):
         db.session.remove()
     yield w
     clock.fix(None)
+
+
+class statements:
+    """`with statements() as seen:` every SQL statement any engine of the app runs meanwhile (the primary and, in
+    the replica run, the replica), without the replicas' own bookkeeping (WAL positions, health)."""
+
+    def __enter__(self):
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        self.seen = []
+
+        def capture(conn, cursor, statement, *args):
+            if "pg_current_wal" not in statement and "pg_last_wal" not in statement and \
+                    "pg_is_in_recovery" not in statement:
+                self.seen.append(statement)
+        self._capture = capture
+        event.listen(Engine, "before_cursor_execute", capture)
+        return self.seen
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        event.remove(Engine, "before_cursor_execute", self._capture)
 
 
 def login(client, username, password=DEMO_PASSWORD):

@@ -13,9 +13,9 @@ from datetime import datetime
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
-from werkzeug.security import check_password_hash
 
 from app import clock
+from app.passwords import verify_password
 from app.extensions import db
 from tests.browser import Journey, LiveServer, build_app, missing_browser, png_bytes
 
@@ -147,7 +147,8 @@ def test_first_login_forces_a_password_change(live_app, journey):
     (after,) = query(live_app, select(XuejiUser.must_change_password, XuejiUser.password, School.code)
                      .join(School, School.id == XuejiUser.school_id).where(XuejiUser.username == "school_a1_new"))
     assert not after.must_change_password and after.code == "4101020001"
-    assert check_password_hash(after.password, "Xinmima#2027")
+    with live_app.app_context():
+        assert verify_password(after.password, "Xinmima#2027")[0] and after.password.startswith("$argon2id$")
 
 
 def test_admission_import_with_errors_then_fixed(live_app, journey, tmp_path):

@@ -3,24 +3,16 @@ only the listed columns, the county's schools as ids, searches that keep FAB's m
 and statistics cut from one pass whose memo never serves stale numbers."""
 import re
 
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from app.extensions import db
 from models import Student
+from tests.conftest import statements
 
 
 def statements_of(app, client, url):
-    seen = []
-
-    def capture(conn, cursor, statement, *args):
-        seen.append(statement)
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with statements() as seen:
         resp = client.get(url)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     assert resp.status_code == 200
     return seen, resp.get_data(as_text=True)
 

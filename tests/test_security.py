@@ -3,12 +3,12 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app import clock
 from app.extensions import db
 from models import AuditEvent, SchoolClass, Student, XuejiUser
-from tests.conftest import DEMO_PASSWORD, api_login, export_xlsx, login, student_form
+from tests.conftest import DEMO_PASSWORD, api_login, export_xlsx, login, statements, student_form
 
 
 def audit_actions(app, username=None):
@@ -277,18 +277,9 @@ def test_session_is_idle_limited_and_logout_clears_it(app, world, client):
 def test_permission_checks_do_not_query_per_request(app, world, as_user):
     c = as_user("county_a_clerk")
     c.get("/student/list/")                                 # warm the cache
-    statements = []
-
-    def capture(conn, cursor, statement, *args):
-        statements.append(statement)
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with statements() as seen:
         assert c.get("/student/list/").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    assert statements and not [s for s in statements if "ab_permission_view_role" in s]
+    assert seen and not [s for s in seen if "ab_permission_view_role" in s]
 
 
 def redis_url():
