@@ -12,11 +12,11 @@ from app.i18n import _l
 from app import clock, problems, workflow
 from app.accounts import province_of_current_user, registrar_directory
 from app.codes import field_label, when
-from app.errors import RuleError, json_error
+from app.errors import json_error
 from app.extensions import db
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import AuditEvent, Student
-from views.base import XuejiModelView, minute_field
+from views.base import XuejiModelView, minute_field, rest_safe
 
 ACTION_LABELS = {"insert": _l("新增"), "update": _l("修改"), "delete": _l("删除"), "login": _l("登录"), "login_failed": _l("登录失败"),
                  "login_locked": _l("锁定中登录"), "lockout": _l("账号锁定"), "logout": _l("注销"), "role_change": _l("角色变更"),
@@ -139,7 +139,7 @@ class AccountApi(BaseApi):
 
     @api_expose("/password", methods=["POST"])
     @protect()
-    @safe
+    @rest_safe
     def change_password(self):
         body = request.get_json(silent=True) or {}
         sm = self.appbuilder.sm
@@ -148,9 +148,5 @@ class AccountApi(BaseApi):
             return json_error(422, "wrong_password", "原密码不正确")
         if body.get("new_password") == body.get("old_password"):
             return json_error(422, "same_password", "新密码不能与原密码相同")
-        try:
-            sm.reset_password(user.id, body.get("new_password") or "")
-        except RuleError as exc:
-            db.session.rollback()
-            return json_error(exc.status, exc.code, exc.message)
+        sm.reset_password(user.id, body.get("new_password") or "")
         return self.response(200, message="密码已修改")

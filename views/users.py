@@ -120,15 +120,13 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
         """全部下线: every session and JWT of the chosen accounts ends at once (app.accounts); a bureau may do it
         only to the school accounts it manages (the flush rule refuses the rest)."""
         from flask import g
-        from app.errors import RuleError
         from app.security import SESSION_VERSION_KEY
+        from views.base import refused
         users = [u for u in (items if isinstance(items, list) else [items]) if u is not None]
-        session = self.datamodel.session
-        try:
-            n = accounts.sign_out_everywhere(session, users)
-        except RuleError as exc:
-            session.rollback()
-            flash(exc.message, "danger")
+        n = None
+        with refused():
+            n = accounts.sign_out_everywhere(self.datamodel.session, users)
+        if n is None:
             return redirect(self.get_redirect())
         me = next((u for u in users if u.id == g.user.id), None)
         if me is not None:                  # one's own: this browser stays signed in, every other one is out
