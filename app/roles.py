@@ -75,6 +75,9 @@ ROLE_PERMISSIONS = {
 }
 
 
+NOT_FOR_ADMIN = ("Transfer", "StatusChange", "Promote")     # a school's 转入 and 学籍异动, a county's 升级
+
+
 def sync_roles(appbuilder) -> None:
     """Create every role and set its permissions to exactly the list above; the admin role gets all.
 
@@ -83,7 +86,9 @@ def sync_roles(appbuilder) -> None:
     session = sm.session
     admin = sm.add_role(ROLE_ADMIN)
     sm.add_role(ROLE_PUBLIC)
-    admin.permissions = session.query(sm.permissionview_model).all()
+    # everything, but not the menu entries of screens only a school or a county works in (they would answer 403)
+    admin.permissions = [pv for pv in session.query(sm.permissionview_model).all()
+                         if not (pv.permission.name == "menu_access" and pv.view_menu.name in NOT_FOR_ADMIN)]
     for role_name, pairs in ROLE_PERMISSIONS.items():
         role = sm.add_role(role_name)
         wanted = []

@@ -4,7 +4,9 @@ Playwright (sync API). Nothing is downloaded: Playwright launches /usr/bin/chrom
 
 CSRF protection is on, as in production: the browser submits the real forms with their tokens.
 """
+import io
 import os
+import re
 import struct
 import threading
 import zlib
@@ -37,7 +39,8 @@ def build_app(tmp: str):
     app = create_app({
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/browser.db",
         "UPLOAD_FOLDER": os.path.join(tmp, "uploads"),
-        "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",     # fast hashing in tests only
+        "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",     # fast hashing in tests only (FAB API keys)
+        "XUEJI_ARGON2": {"time_cost": 1, "memory_cost": 8, "parallelism": 1},    # cheap argon2id in tests only
         "WTF_CSRF_ENABLED": True,                          # as in production
         "AUTH_RATE_LIMIT": "1000 per minute",              # a dozen logins in a few seconds from one address
     })
@@ -81,6 +84,77 @@ def png_bytes(width: int = 24, height: int = 16, rgb=(200, 40, 40)) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def jpeg_bytes(width: int = 600, height: int = 800) -> bytes:
+    """A real JPEG photo made with Pillow (a face-like portrait: light background, head, shoulders), larger than
+    the 13:16 passport format so that the app has something to crop."""
+    from PIL import Image, ImageDraw
+    img = Image.new("RGB", (width, height), (214, 228, 240))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((width * 0.3, height * 0.18, width * 0.7, height * 0.55), fill=(236, 200, 170))     # head
+    draw.rectangle((width * 0.15, height * 0.6, width * 0.85, height), fill=(40, 60, 120))            # shoulders
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def menu(page, category: str, item: str) -> None:
+    """Open a navbar menu (its Chinese title) and click one of its entries, as a user does."""
+    page.locator("a.dropdown-toggle", has_text=category).first.click()
+    page.locator(".dropdown-menu a", has_text=re.compile(f"^\\s*{re.escape(item)}\\s*$")).first.click()
+
+
+def menu_links(page) -> list[tuple[str, str, str]]:
+    """Every entry of the navbar's menus on the current page: (menu title, entry label, href); the language
+    switch and 注销 left out (they change the session, they are not screens)."""
+    rows = page.eval_on_selector_all(
+        ".navbar .navbar-nav > li.dropdown",
+        """items => items.flatMap(li => {
+             const title = li.querySelector("a.dropdown-toggle").textContent.trim();
+             return [...li.querySelectorAll(".dropdown-menu a[href]")].map(
+                 a => [title, a.textContent.trim(), a.getAttribute("href")]);
+           })""")
+    return [(t, label, href) for t, label, href in rows
+            if href and not href.startswith(("#", "javascript")) and "/lang/" not in href and "/logout" not in href]
+
+
+# What a Chinese page must never show (visible text, as page.inner_text("body") reads it): Python values and
+# reprs, microsecond timestamps, and Flask-AppBuilder's English UI words (those of its templates, forms, list
+# widgets and security screens that a page of this app can show; FAB's zh catalog leaves some untranslated).
+FAB_ENGLISH = (
+    "Search", "Add Filter", "Record Count", "No records found", "Actions", "Refresh", "Back", "Save", "Edit record",
+    "Add a new record", "Show record", "Delete record", "List", "User info", "User Info", "Reset my password",
+    "Reset Password", "Logout", "Login", "It's not a good policy", "can read on", "can write on", "can list on",
+    "can show on", "can add on", "can edit on", "can delete on", "menu access on", "Permission", "Permissions",
+    "Select a value", "Select Value", "Select a State", "Delete", "Add", "Edit", "Show", "Detail", "Home",
+    "List Users", "List Roles", "List Groups", "Groups", "Security", "User Statistics", "Login Count",
+    "Failed Login Count", "Group by", "Are you sure you want to delete this item?", "The user's password",
+    "Edit User Information", "User information changed", "Not a valid choice", "This field is required",
+    "Database Error", "Page size", "Equal to", "Not Equal to", "Starts with", "Start with", "Ends with",
+    "Contains", "Greater than", "Smaller than", "Relation", "First Name", "Last Name", "User Name", "Email",
+    "Is Active", "Confirm Password", "Password", "Changed on", "Created on", "Changed by", "Created by",
+    "Added Row", "Changed Row", "Deleted Row", "Access is Denied", "Language", "Views/Menus", "Base Permissions",
+    "Permission on Views/Menus", "Roles", "Users", "Role", "Your user information",
+)
+_AROUND = r"(?<![A-Za-z0-9_./-]){}(?![A-Za-z0-9_/-])"     # a whole word or phrase, not part of a path or name
+FAB_ENGLISH_RE = re.compile(_AROUND.format(
+    "(" + "|".join(re.escape(s) for s in sorted(FAB_ENGLISH, key=len, reverse=True)) + ")"))
+LEAKS = (
+    ("None", re.compile(r"__None\b|(?<![A-Za-z0-9_])None(?![A-Za-z0-9_])")),
+    ("Python布尔值", re.compile(r"(?<![A-Za-z0-9_])(?:True|False)(?![A-Za-z0-9_])")),
+    ("对象表示", re.compile(r" object at 0x[0-9A-Fa-f]+|<(?:models|app|views)\.[\w.]+|<[A-Z]\w+ \d+>")),   # "<Student 5>"
+    ("微秒时间", re.compile(r"\d{1,2}:\d{2}:\d{2}[.,]\d{1,6}(?!\d)")),
+    ("Traceback", re.compile(r"Traceback \(most recent call last\)")),
+)
+
+
+def visible_leaks(text: str) -> list[str]:
+    """What in ``text`` (a page's visible text) is not for a Chinese user: each finding as "kind: match", once."""
+    found = [f"英文界面: {m.group(1)}" for m in FAB_ENGLISH_RE.finditer(text)]
+    for kind, pattern in LEAKS:
+        found += [f"{kind}: {m.group(0).strip()}" for m in pattern.finditer(text)]
+    return list(dict.fromkeys(found))
+
+
 class Journey:
     """One journey in one browser (a context of its own: cookies, cache), its page, and its screenshot in
     test-artifacts/browser/<name>.png (``<name>.failed.png`` plus the page's HTML when it failed). Users take
@@ -113,6 +187,14 @@ class Journey:
         page.wait_for_url(lambda u: "/login" not in u)
         self.user = username
         return page
+
+    def snap(self, screen: str, page=None) -> str:
+        """A screenshot of the whole current page (or of ``page``, another tab of the journey) as
+        test-artifacts/browser/<screen>.png: a journey keeps one of each screen it passes through."""
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        path = os.path.join(ARTIFACTS, f"{screen}.png")
+        (page or self.page).screenshot(path=path, full_page=True)
+        return path
 
     def finish(self, failed: bool) -> None:
         os.makedirs(ARTIFACTS, exist_ok=True)

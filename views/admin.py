@@ -27,6 +27,8 @@ def audit_value(text):
     """An old or new value as written ("[学校学籍管理员]" from a Python list becomes a plain comma list)."""
     if text in (None, "None"):
         return ""
+    if text in ("True", "False"):                       # an audited bool (须修改密码) kept as Python's str()
+        return "是" if text == "True" else "否"
     text = re.sub(r"(\d{2}:\d{2}):\d{2}(\.\d+)?", r"\1", str(text))      # rows written before: to the minute
     if text.startswith("[") and text.endswith("]"):
         return "，".join(part.strip().strip("'\"") for part in text[1:-1].split(",") if part.strip())

@@ -90,6 +90,15 @@ class ScopedRoutesMixin:
     here every id goes through the scoped datamodel and an out-of-scope id answers 404. Actions are
     POST-only (CSRF-protected)."""
 
+    def _init_forms(self):
+        """wtforms 3 renders the blank choice of an optional relation dropdown by its value, "__None": give it words."""
+        super()._init_forms()
+        from flask_appbuilder.fields import QuerySelectField
+        for form in (self.add_form, self.edit_form, self.search_form):
+            for unbound in vars(form).values():
+                if getattr(unbound, "field_class", None) is QuerySelectField and unbound.kwargs.get("allow_blank"):
+                    unbound.kwargs["blank_text"] = "（不选）"
+
     # --- actions: same scope as everything else ----------------------------------------------------
     def _scoped_items(self, pks):
         items = [self.datamodel.get(self._deserialize_pk_if_composite(pk)) for pk in pks]

@@ -170,6 +170,7 @@ class ChainStepView(XuejiModelView):
     class_permission_name = "Chain"
     route_base = "/chainstep"
     list_title = show_title = _l("审批环节")
+    add_title, edit_title = _l("新增审批环节"), _l("编辑审批环节")
     label_columns = {"chain": _l("审批流程"), "seq": _l("顺序"), "name": _l("环节名称"), "party": _l("办理方"),
                      "role": _l("审核角色"), "due_days": _l("办理时限(工作日)")}
     list_columns = ["seq", "name", "party", "role", "due_days"]
@@ -184,6 +185,7 @@ class ChainView(XuejiModelView):
     class_permission_name = "Chain"
     route_base = "/chain"
     list_title = show_title = _l("审批流程")
+    add_title, edit_title = _l("新增审批流程"), _l("编辑审批流程")
     label_columns = {"code": _l("代码"), "name": _l("名称"), "steps": _l("环节")}
     list_columns = ["code", "name"]
     show_columns = add_columns = edit_columns = ["code", "name"]

@@ -2,6 +2,8 @@
 sign-in API. The policy (passwords, lockout, session versions, permission cache, audit) is app.security's; this
 module only declares which views FAB serves for it (config FAB_SECURITY_MANAGER_CLASS points here)."""
 from flask import current_app, session as flask_session
+from flask_appbuilder.fields import QuerySelectMultipleField
+from flask_appbuilder.fieldwidgets import Select2ManyWidget
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.views import AuthDBView, ResetMyPasswordView, ResetPasswordView, RoleModelView
 from flask_appbuilder.utils.limit import Limit
@@ -78,14 +80,23 @@ VERBS = {"can_read": "查看", "can_list": "查看", "can_show": "查看", "can_
          "can_usage": "查看使用情况", "can_export": "导出", "export_selected": "导出", "can_userinfo": "查看",
          "userinfoedit": "编辑", "resetmypassword": "修改密码", "resetpasswords": "重置密码", "unlock": "解锁",
          "can_this_form_get": "打开", "can_this_form_post": "提交", "can_signout_all": "全部下线",
-         "can_download": "下载", "can_copyrole": "复制", "can_chart": "图表", "can_delete_item": "删除"}
+         "can_download": "下载", "can_copyrole": "复制", "copyrole": "复制", "can_chart": "图表", "can_delete_item": "删除"}
+
+
+# Objects without a menu entry or a Chinese title of their own, and pairs whose verb + object would read badly
+OBJECTS = {"Account": "个人账号接口", "Identity": "证件号校验", "OpenApi": "接口文档", "SwaggerView": "接口文档页面",
+           "MenuApi": "菜单接口", "ExchangePeer": "跨省交换公钥", "UserGroupModelView": "用户组",
+           "UserStatsChartView": "用户统计", "RoleModelView": "角色"}
+PHRASES = {("can_graduate", "Graduation"): "办理毕业", ("can_rollback", "Graduation"): "毕业生回退",
+           ("can_promote", "Graduation"): "升级", ("resetmypassword", "User"): "修改本人密码",
+           ("can_place", "Student"): "分班", ("place", "Student"): "分班"}
 
 
 def _object_labels() -> dict[str, str]:
     """Permission object (view or menu name) → the Chinese word the menu and the screens use for it."""
     from flask import current_app
     appbuilder = current_app.appbuilder
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = dict(OBJECTS)
     for item in appbuilder.menu.get_list():
         labels[item.name] = str(item.label)
         for child in item.childs or ():
@@ -103,6 +114,10 @@ def permission_words(permission_views) -> str:
     labels = _object_labels()
     words = []
     for pv in permission_views or ():
+        phrase = PHRASES.get((pv.permission.name, pv.view_menu.name))
+        if phrase:
+            words.append(phrase)
+            continue
         verb = VERBS.get(pv.permission.name, pv.permission.name.removeprefix("can_"))
         words.append(f"{verb}{labels.get(pv.view_menu.name, pv.view_menu.name)}")
     return "，".join(words)
@@ -116,6 +131,11 @@ class XuejiRoleView(RoleModelView):
     formatters_columns = {"permissions": permission_words}
     list_widget = ListWidget                # FAB's role widgets print the raw list and ignore formatters
     show_widget = ShowWidget
+    # the form's choices in the same words (FAB labels them by PermissionView.__repr__: "can read on Student")
+    add_form_extra_fields = edit_form_extra_fields = {"permissions": QuerySelectMultipleField(
+        _l("权限"), query_func=lambda: current_app.appbuilder.sm.session.query(
+            current_app.appbuilder.sm.permissionview_model).all(),
+        get_pk_func=lambda pv: pv.id, get_label=lambda pv: permission_words([pv]), widget=Select2ManyWidget())}
 
 
 XuejiSecurityManager.rolemodelview = XuejiRoleView

@@ -11,6 +11,7 @@ from app.roles import VIEW_RW
 from app.scoping import ScopedInterface, current_scope
 from models import Code, Region, School, Setting
 from views.base import XuejiModelView
+from views.fields import yes_no
 from views.student_list import WordsInterface
 from views.students import STUDENT_LABELS
 
@@ -22,6 +23,7 @@ class CodeView(XuejiModelView):
     route_base = "/code"
     list_title = show_title = _l("代码表")
     add_title, edit_title = _l("新增代码"), _l("编辑代码")
+    formatters_columns = {"active": yes_no}
     label_columns = {"table": _l("代码表"), "table_name": _l("代码表名称"), "code": _l("代码"), "name": _l("名称"),
                      "sort": _l("排序"), "active": _l("启用")}
     list_columns = ["table", "table_name", "code", "name", "sort", "active"]

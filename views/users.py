@@ -17,6 +17,7 @@ from app.accounts import assignable_role_names
 from app.scoping import ScopeFilter, ScopedInterface
 from models import XuejiUser
 from views.base import ScopedRoutesMixin
+from views.fields import yes_no
 
 USER_LABELS = {
     "username": _l("用户名"), "first_name": _l("名"), "last_name": _l("姓"), "email": _l("邮箱"), "active": _l("是否启用"),
@@ -78,7 +79,7 @@ class XuejiUserView(ScopedRoutesMixin, UserDBModelView):
                                                 "last_name", "full_name", "created_by", "changed_by")},
                           **{c: when for c in ("last_login", "locked_until", "password_changed_on",
                                                "created_on", "changed_on")},
-                          "roles": role_names, "login_count": blank, "fail_login_count": blank}
+                          "roles": role_names, "login_count": blank, "fail_login_count": blank, "active": yes_no}
     show_fieldsets = [
         ("账号", {"fields": ["username", "last_name", "first_name", "email", "active", "roles", "school",
                              "region", "phone", "qq"]}),
