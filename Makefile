@@ -26,8 +26,16 @@ install: $(STAMP)
 init: install
 	$(BIN)/flask --app run xueji init --demo-if-empty
 
+# With XUEJI_QUEUE_URL set (e.g. redis://127.0.0.1:6379/1), one `xueji worker` runs the background jobs (Excel
+# exports) beside the web server and is stopped with it (docs/DEPLOY.md, "Background jobs: the queue").
 run: init
+ifneq ($(strip $(XUEJI_QUEUE_URL)),)
+	$(BIN)/flask --app run xueji worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/flask --app run run --host $(HOST) --port $(PORT) --with-threads
+else
+	$(BIN)/flask --app run run --host $(HOST) --port $(PORT) --with-threads
+endif
 
 # one pytest-xdist worker per core, a test file per worker at a time (its module fixtures built once); each worker
 # has its own SQLite file and its own PostgreSQL/MariaDB database (tests/conftest.py)

@@ -4,6 +4,7 @@ DATABASE_URL      sqlite:///… (default: instance/xueji.db), postgresql+psycopg
 SECRET_KEY        if unset, generated once into instance/secret_key and reused
 RATELIMIT_STORAGE_URI  memory:// (one process) or redis://127.0.0.1:6379/0 (several gunicorn workers)
 DATABASE_REPLICA_URLS  postgresql+psycopg://… streaming replicas, comma-separated (default none); see docs/DEPLOY.md
+XUEJI_QUEUE_URL   redis://host:6379/1: Excel exports run in `xueji worker` processes (default none: web threads)
 PROXY_FIX_X_FOR   number of reverse proxies in front that set X-Forwarded-For/-Proto (default 0: trust none)
 EXCHANGE_KEY_PATH the installation's Ed25519 key for 跨省转学 packages (default instance/exchange_key, generated once)
 """
@@ -64,6 +65,18 @@ class Config:
     DATABASE_REPLICA_MAX_LAG_SECONDS = float(os.environ.get("DATABASE_REPLICA_MAX_LAG_SECONDS", "5"))
     DATABASE_REPLICA_CHECK_SECONDS = float(os.environ.get("DATABASE_REPLICA_CHECK_SECONDS", "2"))
     DATABASE_REPLICA_RETRY_SECONDS = float(os.environ.get("DATABASE_REPLICA_RETRY_SECONDS", "30"))
+    # Background jobs (app/jobs.py, docs/DEPLOY.md "Background jobs: the queue"): with XUEJI_QUEUE_URL set, Excel
+    # exports are RQ jobs on that Redis, run by `flask --app run xueji worker` processes. Unset (the default), they
+    # run in a thread of the web worker that starts them, exactly as without this feature.
+    XUEJI_QUEUE_URL = os.environ.get("XUEJI_QUEUE_URL", "")
+    XUEJI_QUEUE_NAME = os.environ.get("XUEJI_QUEUE_NAME", "xueji")
+    # A run whose worker dies (no lease renewal for LEASE seconds) is retried RETRIES times, then reported
+    # interrupted; a run is stopped after JOB_TIMEOUT s; idle workers look for lost runs every MAINTENANCE s.
+    XUEJI_QUEUE_RETRIES = int(os.environ.get("XUEJI_QUEUE_RETRIES", "2"))
+    XUEJI_QUEUE_JOB_TIMEOUT = int(os.environ.get("XUEJI_QUEUE_JOB_TIMEOUT", "1800"))
+    XUEJI_QUEUE_LEASE_SECONDS = int(os.environ.get("XUEJI_QUEUE_LEASE_SECONDS", "30"))
+    XUEJI_QUEUE_MAINTENANCE_SECONDS = int(os.environ.get("XUEJI_QUEUE_MAINTENANCE_SECONDS", "30"))
+    XUEJI_EXPORT_ROW_DELAY = float(os.environ.get("XUEJI_EXPORT_ROW_DELAY", "0"))   # tests only: a pause per row
 
     # Alembic owns every table, FAB's ab_* included (FAB5-NOTES §6): FAB must not create tables at boot.
     FAB_CREATE_DB = _env_bool("FAB_CREATE_DB", False)

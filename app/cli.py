@@ -4,6 +4,7 @@
                              XUEJI_ADMIN_USERNAME / XUEJI_ADMIN_PASSWORD / XUEJI_ADMIN_EMAIL (weak ones refused)
     demo                     load the demo data into an empty database
     create-superadmin        create (or reset) a superadmin account interactively
+    worker [--burst] [--simple]  run background jobs (Excel exports) from XUEJI_QUEUE_URL's queue (app/jobs.py)
 """
 import os
 import sys
@@ -99,6 +100,19 @@ def _create_superadmin(username, password, email):
         db.session.rollback()
         raise click.ClickException(exc.message)
     click.echo(f"已创建系统管理员 {username}")
+
+
+@xueji.command("worker")
+@click.option("--burst", is_flag=True, help="run the jobs queued now, then exit")
+@click.option("--simple", is_flag=True, help="run jobs in this process instead of a forked one per job")
+@with_appcontext
+def worker(burst, simple):
+    """Run queued background jobs (Excel exports). One job at a time: start N workers for N at once. SIGTERM lets
+    the running job finish; a second one aborts it (it is retried)."""
+    from app import jobs
+    if not jobs.configured():
+        raise click.ClickException("未设置 XUEJI_QUEUE_URL：后台任务在 Web 进程的线程中运行，无需 worker")
+    jobs.work(burst=burst, simple=simple)
 
 
 # --- imports from the command line: the same checks as the web pages -----------------------------------------
