@@ -144,7 +144,7 @@ def apply(session, school_id: int, outcomes: dict[int, str], reason: str) -> int
     today = clock.today()
     students = list(session.scalars(select(Student).where(Student.id.in_(list(outcomes)), Student.status == "在校")
                                     .options(selectinload(Student.enrollments)).order_by(Student.id)
-                                    .with_for_update()))
+                                    .with_for_update(of=Student)))
     if not students:
         return 0
     certs = _cert_numbers(session, school, [s.id for s in students if outcomes[s.id] == "毕业"], today.year)
@@ -170,7 +170,7 @@ def rollback(session, actor, student_ids, reason: str) -> int:
         raise RuleError("请填写回退原因", code="reason_required")
     students = list(session.scalars(select(Student).where(
         Student.id.in_(ids), Student.status.in_(OUTCOMES), Student.graduated_on.is_not(None))
-        .options(selectinload(Student.enrollments)).order_by(Student.id).with_for_update()))
+        .options(selectinload(Student.enrollments)).order_by(Student.id).with_for_update(of=Student)))
     scope = scope_of(actor)
     if len(students) != len(ids) or not all(school_in_scope(s.school_id, scope, session) for s in students):
         raise RuleError("部分学生不存在、不在您的管辖范围内或未毕业", code="not_found", status=404)

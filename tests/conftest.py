@@ -237,6 +237,11 @@ def world(app):
     from app.security import clear_permission_cache
     from models import School, Student, XuejiUser
     clock.fix(None)
+    # export jobs are known to this process by id: a job of an earlier test (or of another database's app, under
+    # the same xdist worker) must not stand for this test's job of the same id
+    from app import exportjobs
+    exportjobs._threads.clear()
+    exportjobs._enqueued.clear()
     with app.app_context():
         wipe(db.session)
         key = app.config["XUEJI_TMP"]                    # one per app (a database rebuilt later starts afresh)
