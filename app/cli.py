@@ -42,7 +42,8 @@ def sync_reference_data() -> None:
 
 
 def prepare_database(load_demo_if_empty: bool = False) -> None:
-    upgrade(directory=current_app.extensions["migrate"].directory)
+    # "heads": branches of work in progress migrate side by side until a merge revision joins them
+    upgrade(directory=current_app.extensions["migrate"].directory, revision="heads")
     appbuilder = current_app.appbuilder
     sync_security(appbuilder)
     sync_reference_data()
