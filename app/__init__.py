@@ -71,11 +71,11 @@ def _install_session_rules() -> None:
     """Flush-time rules on the (process-wide) session factory, once however many apps are built.
     Order: scope first (an out-of-scope write is a 404, whatever else is wrong), then account and model
     rules, and the audit writer last, so it records only what passed."""
-    from app import accounts, audit, codes, problems, rules, scoping, uploads
+    from app import accounts, audit, codes, problems, rules, scoping, security, uploads
     if getattr(db, "_xueji_rules_installed", False):
         return
     for install in (scoping.install, accounts.install, rules.install, audit.install, problems.install,
-                    codes.install, uploads.install):
+                    codes.install, uploads.install, security.install):
         install(db.session)
     db._xueji_rules_installed = True
 

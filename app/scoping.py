@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import g, has_request_context
-from flask_appbuilder.models.filters import BaseFilter
+import copy
+
+from flask_appbuilder.models.filters import BaseFilter, Filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy import event, false, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -365,9 +367,29 @@ class ScopeFilter(BaseFilter):
         return apply_scope(query, self.model)
 
 
+class SharedFilters(Filters):
+    """FAB's Filters, whose joined copies (one per list request: the search's and the base filters) share the
+    converted filter tables instead of converting every column of the model again (~60 filter objects a request
+    for the student table)."""
+
+    def get_joined_filters(self, filters) -> "SharedFilters":
+        joined = copy.copy(self)
+        joined.filters, joined.values = self.filters + filters.filters, self.values + filters.values
+        return joined
+
+    def copy(self) -> "SharedFilters":
+        copied = copy.copy(self)
+        copied.filters, copied.values = list(self.filters), list(self.values)
+        return copied
+
+
 class ScopedInterface(SQLAInterface):
     """SQLAInterface whose every query (list, count, get, related dropdowns) is scoped, and whose writes turn
     database clashes into Chinese RuleErrors after rolling back (nothing half-written)."""
+
+    def get_filters(self, search_columns=None, search_filters=None):
+        return SharedFilters(self.filter_converter_class, self, search_columns=search_columns or [],
+                             search_filters=search_filters)
 
     def apply_filters(self, query, filters):
         return apply_scope(super().apply_filters(query, filters), self.obj)

@@ -89,3 +89,5 @@ def _template_checks() -> None:
         lambda student=None: keydata.may_file(db.session, g.get("user"), student)
     current_app.jinja_env.globals["may_handle_problem"] = \
         lambda problem: problems.may_handle(db.session, g.get("user"), problem)
+    from views import menu
+    menu.install(current_app)

@@ -24,6 +24,7 @@ from flask_appbuilder.exceptions import FABException
 from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.views import expose
+from flask_appbuilder.widgets import ListWidget
 from marshmallow import fields as ma_fields, validate as ma_validate
 from sqlalchemy import or_
 from werkzeug.exceptions import NotFound
@@ -146,10 +147,24 @@ class ScopedRoutesMixin:
         return send_file(path, as_attachment=True, download_name=filename.split("_sep_", 1)[-1])
 
 
+class XuejiListWidget(ListWidget):
+    """FAB's list table, cheaper per row (xueji/widgets/list.html): the row buttons are built once per page, and the
+    cells are formatted here in one pass instead of through a Jinja call per cell."""
+    template = "xueji/widgets/list.html"
+
+    def __call__(self, **kwargs):
+        args = {**self.template_args, **kwargs}
+        formatters = [(col, args["formatters_columns"].get(col)) for col in args["include_columns"]]
+        rows = [(pk, [fmt(item[col]) if fmt else item[col] for col, fmt in formatters])
+                for pk, item in zip(args["pks"], args["value_columns"])]
+        return super().__call__(**kwargs, xueji_rows=rows)
+
+
 class XuejiModelView(ScopedRoutesMixin, ModelView):
     method_permission_name = VIEW_RW
     page_size = 25
     list_template = "xueji/list.html"
+    list_widget = XuejiListWidget
     export_columns: list[str] | None = None      # column paths ("school.name"); default: the list's stored columns
     export_formatters: dict = {}                 # extra value formatters for exports only
 
