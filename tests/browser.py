@@ -10,7 +10,10 @@ import re
 import struct
 import threading
 import zlib
+from contextlib import contextmanager
+from datetime import datetime
 
+import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -207,3 +210,87 @@ class Journey:
         except Exception:             # a crashed page must not hide the test's own failure
             pass
         self.context.close()
+
+
+# --- what both journey modules share: the served world and the per-test fixtures --------------------------------
+# A module imports these (``from tests.browser import live_app, journey, _fixed_clock``): pytest uses fixtures
+# found in the module's namespace, the autouse clock included.
+
+NOW = datetime(2026, 11, 20, 10, 0)      # the demo's school year 2026; a working day, no calendar pause
+
+
+@contextmanager
+def served(tmp: str, cached_static: bool = False):
+    """(app, server, browser) on a fresh demo database in ``tmp``: one server and one chromium, stopped (and the
+    database closed) at the end. ``cached_static``: FAB's css, js and fonts (some twenty per page) are cached by
+    the browser, as behind the production web server, instead of revalidated on every page."""
+    reason = missing_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+    from app import clock
+    from app.extensions import db
+    clock.fix(NOW)
+    try:
+        app = build_app(tmp)
+    finally:
+        clock.fix(None)
+    if cached_static:
+        app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 600
+    server = LiveServer(app).start()
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+    try:
+        yield app, server, browser
+    finally:
+        browser.close()
+        pw.stop()
+        server.stop()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def live_app(live):
+    """The served app, for looking at the database (not named ``app``: pytest-flask would patch that one)."""
+    return live[0]
+
+
+@pytest.fixture(autouse=True)
+def _fixed_clock():
+    """The server runs in this process, so the fixed clock holds for its requests too."""
+    from app import clock
+    clock.fix(NOW)
+    yield
+    clock.fix(None)
+
+
+@pytest.fixture
+def journey(live, request):
+    """The journey named after the test; its last page is screenshotted (``.failed.png`` when it failed)."""
+    _app, server, browser = live
+    j = Journey(browser, server.url, request.node.name.removeprefix("test_"))
+    failed_before = request.session.testsfailed
+    yield j
+    j.finish(failed=request.session.testsfailed > failed_before)
+
+
+def expect(target):
+    from playwright.sync_api import expect as playwright_expect
+    return playwright_expect(target)
+
+
+def query(app, stmt):
+    from app.extensions import db
+    with app.app_context():
+        try:
+            return db.session.execute(stmt).all()
+        finally:
+            db.session.remove()
+
+
+def pick(page, field, text):
+    """Choose ``text`` in the select2 dropdown of form field ``field`` the way a user does: open it, click."""
+    page.locator(f"select#{field} + .select2-container .select2-selection").click()
+    page.locator(".select2-results__option", has_text=text).first.click()

@@ -8,95 +8,23 @@ databases, is not used here.
 import csv
 import io
 import re
-from datetime import datetime
 
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from app import clock
 from app.passwords import verify_password
 from app.extensions import db
-from tests.browser import Journey, LiveServer, build_app, missing_browser, png_bytes
-
-NOW = datetime(2026, 11, 20, 10, 0)      # the demo's school year 2026; no calendar pause, working day
+from tests.browser import (_fixed_clock, expect, journey, live_app, menu, pick, png_bytes, query,  # noqa: F401
+                           served)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """(app, server, browser) shared by the journeys: one fresh database, one server, one chromium, built once
     and stopped as soon as this module is done (not kept running through the rest of the suite)."""
-    reason = missing_browser()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-    from tests.browser import CHROMIUM
-    clock.fix(NOW)
-    try:
-        app = build_app(str(tmp_path_factory.mktemp("browser")))
-    finally:
-        clock.fix(None)
-    server = LiveServer(app).start()
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-    try:
-        yield app, server, browser
-    finally:
-        browser.close()
-        pw.stop()
-        server.stop()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
-@pytest.fixture
-def live_app(live):
-    """The served app, for looking at the database (not named ``app``: pytest-flask would patch that one)."""
-    return live[0]
-
-
-@pytest.fixture(autouse=True)
-def _fixed_clock():
-    """The server runs in this process, so the fixed clock holds for its requests too."""
-    clock.fix(NOW)
-    yield
-    clock.fix(None)
-
-
-@pytest.fixture
-def journey(live, request):
-    """The journey named after the test; its last page is screenshotted (``.failed.png`` when it failed)."""
-    _app, server, browser = live
-    j = Journey(browser, server.url, request.node.name.removeprefix("test_"))
-    failed_before = request.session.testsfailed
-    yield j
-    j.finish(failed=request.session.testsfailed > failed_before)
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-    return playwright_expect(target)
-
-
-def pick(page, field, text):
-    """Choose ``text`` in the select2 dropdown of form field ``field`` the way a user does: open it, click."""
-    page.locator(f"select#{field} + .select2-container .select2-selection").click()
-    page.locator(".select2-results__option", has_text=text).first.click()
-
-
-def menu(page, category, item):
-    """Open a navbar menu and click one of its entries."""
-    page.locator("a.dropdown-toggle", has_text=category).first.click()
-    page.locator(".dropdown-menu a", has_text=re.compile(f"^\\s*{re.escape(item)}\\s*$")).first.click()
-
-
-def query(app, stmt):
-    with app.app_context():
-        try:
-            return db.session.execute(stmt).all()
-        finally:
-            db.session.remove()
+    with served(str(tmp_path_factory.mktemp("browser"))) as world:
+        yield world
 
 
 def test_first_login_forces_a_password_change(live_app, journey):

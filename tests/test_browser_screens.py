@@ -14,17 +14,14 @@ import os
 import re
 import shutil
 import tempfile
-from datetime import date, datetime
+from datetime import date
 
 import pytest
 from sqlalchemy import select
 
-from app import clock
-from app.extensions import db
-from tests.browser import (ARTIFACTS, Journey, LiveServer, build_app, jpeg_bytes, menu, menu_links,
-                           missing_browser, png_bytes, visible_leaks)
+from tests.browser import (ARTIFACTS, _fixed_clock, expect, jpeg_bytes, journey, live_app,  # noqa: F401
+                           menu, menu_links, pick, png_bytes, query, served, visible_leaks)
 
-NOW = datetime(2026, 11, 20, 10, 0)      # the demo's school year 2026; a working day, outside the graduation season
 A1, A2 = "4101020001", "4101020002"       # 中原区: the 初中 and the 高中
 SEASON = "11-01..12-31"                  # the graduation window the county opens for itself in the journey
 
@@ -63,82 +60,16 @@ def assert_clean(page) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """(app, server, browser): one fresh database, one server, one chromium for the module, stopped at its end."""
-    reason = missing_browser()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-    from tests.browser import CHROMIUM
-    # the database in memory-backed /dev/shm where there is one: FAB's permission sync commits some 400 times, and
-    # each commit waits for the disk otherwise
+    """(app, server, browser): one fresh database, one server, one chromium for the module, stopped at its end.
+    The database is in memory-backed /dev/shm where there is one: FAB's permission sync commits some 400 times,
+    and each commit waits for the disk otherwise."""
     tmp = tempfile.mkdtemp(prefix="xueji-screens-", dir="/dev/shm") if os.path.isdir("/dev/shm") \
         else str(tmp_path_factory.mktemp("screens"))
-    clock.fix(NOW)
     try:
-        app = build_app(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with served(tmp, cached_static=True) as world:
+            yield world
     finally:
-        clock.fix(None)
-    # static files (FAB's css, js, fonts: some twenty per page) cached by the browser, as behind the production
-    # web server, instead of revalidated on every page: the server answers for the pages themselves
-    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 600
-    server = LiveServer(app).start()
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-    try:
-        yield app, server, browser
-    finally:
-        browser.close()
-        pw.stop()
-        server.stop()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture
-def live_app(live):
-    return live[0]
-
-
-@pytest.fixture(autouse=True)
-def _fixed_clock():
-    """The server runs in this process, so the fixed clock holds for its requests too."""
-    clock.fix(NOW)
-    yield
-    clock.fix(None)
-
-
-@pytest.fixture
-def journey(live, request):
-    """The journey named after the test; its last page is screenshotted (``.failed.png`` when it failed)."""
-    _app, server, browser = live
-    j = Journey(browser, server.url, request.node.name.removeprefix("test_"))
-    failed_before = request.session.testsfailed
-    yield j
-    j.finish(failed=request.session.testsfailed > failed_before)
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-    return playwright_expect(target)
-
-
-def query(app, stmt):
-    with app.app_context():
-        try:
-            return db.session.execute(stmt).all()
-        finally:
-            db.session.remove()
-
-
-def pick(page, field, text):
-    """Choose ``text`` in the select2 dropdown of form field ``field`` the way a user does: open it, click."""
-    page.locator(f"select#{field} + .select2-container .select2-selection").click()
-    page.locator(".select2-results__option", has_text=text).first.click()
 
 
 def school_id(app, code):
