@@ -66,12 +66,17 @@ bench: install
 	$(BIN)/python bench/bench_list.py --students $(BENCH_STUDENTS) $(BENCH_DB_ARG)
 	$(BIN)/python bench/bench_statistics.py --students $(BENCH_STUDENTS) $(BENCH_DB_ARG)
 
-# Load run (not part of `make test`): 50 users against gunicorn + PostgreSQL + Redis on 127.0.0.1, bounded to
-# 60 s; creates the PostgreSQL database `load` if missing. LOAD_ARGS passes options to bench/load.py.
+# Load run (not part of `make test`), bounded to 60 s, on 127.0.0.1; creates the PostgreSQL database `load` if
+# missing. LOAD_PROFILE=single (default): 50 users against one gunicorn + PostgreSQL + Redis (docs/PERFORMANCE.md,
+# section "load"). LOAD_PROFILE=cluster (or LOAD_ARGS="--profile cluster"): 100 users spread over two gunicorn
+# servers (one worker each) with the streaming replica on :5433 (started by bench/replica.sh if it is not running,
+# and stopped after; needs root), the RQ queue on Redis database 3 with one `xueji worker`, and files in the
+# database (section "load-cluster"; docs/DEPLOY.md). LOAD_ARGS passes options to bench/load.py.
+LOAD_PROFILE ?= single
 LOAD_STAMP := $(VENV)/.installed-load
 $(LOAD_STAMP): $(STAMP) bench/requirements-load.txt
 	$(BIN)/python -m pip install -q -r bench/requirements-load.txt
 	touch $(LOAD_STAMP)
 
 load: install $(LOAD_STAMP)
-	$(BIN)/python bench/load.py $(LOAD_ARGS)
+	$(BIN)/python bench/load.py --profile $(LOAD_PROFILE) $(LOAD_ARGS)

@@ -11,9 +11,17 @@ Three kinds of users, all signed in through the real /login/ form (CSRF token ta
 
 Accounts and filter values come from LOAD_ACCOUNTS (a JSON file written by bench/load.py from the database);
 without it the demo accounts are used. LOAD_WAIT="min,max" sets the think time in seconds (default 2,8).
+
+Several servers (bench/load.py --profile cluster): LOAD_HOSTS="http://127.0.0.1:8001,http://127.0.0.1:8002" lists
+them; each simulated user takes the next one in turn when it starts and keeps it (as a load balancer would; --host
+is then only the first). A reviewer who has just approved opens the request once more on another server, with the
+same session cookie: it must show the request decided (the session, signed with the shared SECRET_KEY, carries the
+user's write position, so that server reads it from a replica that has replayed it, or from the primary).
+
 When the run ends, LOAD_OUTCOMES (JSON) receives the outcomes of approvals (approved / lost a race to another
-reviewer / nothing waiting) and every request's timing (start, name, method, ms, failed), so the runner computes
-exact percentiles (locust's own are rounded) and can leave the login burst out of the steady-state figures.
+reviewer / nothing waiting), of those checks on another server ("crosscheck": fresh / stale), and every request's
+timing (start, name, method, ms, failed, index of the server in LOAD_HOSTS), so the runner computes exact
+percentiles (locust's own are rounded) and can leave the login burst out of the steady-state figures.
 """
 import html
 import json
@@ -23,6 +31,7 @@ import re
 import time
 from collections import Counter
 from datetime import date
+from urllib.parse import urlsplit
 
 from locust import HttpUser, between, events, task
 
@@ -52,7 +61,10 @@ COHORTS = ACCOUNTS.get("cohorts") or DEMO["cohorts"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰"
 OUTCOMES = Counter()
+CROSSCHECK = Counter()          # read-after-write on another server: fresh / stale / other
 TIMINGS = []
+HOSTS = [h.strip().rstrip("/") for h in os.environ.get("LOAD_HOSTS", "").split(",") if h.strip()]
+SERVER_OF = {urlsplit(h).netloc: i for i, h in enumerate(HOSTS)}
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 STUDENT_RE = re.compile(r'href="/student/show/(\d+)"')
@@ -70,8 +82,13 @@ class XuejiUser(HttpUser):
     wait_time = _wait()
     pool = "registrar"
     _next = Counter()            # round-robin over the accounts of each pool
+    _started = 0                 # round-robin over the servers (LOAD_HOSTS)
 
     def on_start(self):
+        if HOSTS:
+            self.server = XuejiUser._started % len(HOSTS)
+            XuejiUser._started += 1
+            self.client.base_url = HOSTS[self.server]
         accounts = []
         for pool in self.pool.split("+"):
             accounts += ACCOUNTS.get(pool) or []
@@ -96,6 +113,12 @@ class XuejiUser(HttpUser):
             if resp.status_code == 200 and "/login/" in resp.url:
                 resp.failure("redirected to login")
             return resp
+
+    def other_server(self):
+        """Another server than this user's, or None with one server."""
+        if len(HOSTS) < 2:
+            return None
+        return HOSTS[(self.server + 1) % len(HOSTS)]
 
     def remember_students(self, page):
         ids = STUDENT_RE.findall(page.text or "")
@@ -177,11 +200,28 @@ class Reviewer(XuejiUser):
                 resp.failure(f"decide answered {resp.status_code}")
             elif "已办理" in text:
                 OUTCOMES["approved"] += 1
+                self.read_after_write(pk)
             elif "已被他人处理" in text or "不能审核" in text:
                 OUTCOMES["lost the race (another reviewer decided first)"] += 1
             else:
                 OUTCOMES["refused"] += 1
                 resp.failure("decision refused")
+
+    def read_after_write(self, pk):
+        """The decision just made, seen through another server: the page must no longer offer 通过 for it."""
+        other = self.other_server()
+        if other is None:
+            return
+        with self.client.get(f"{other}/request/show/{pk}", name="/request/show/<id> [other server, after 通过]",
+                             catch_response=True) as resp:
+            if resp.status_code != 200 or "/login/" in resp.url:
+                CROSSCHECK["other"] += 1
+                resp.failure(f"other server answered {resp.status_code} ({resp.url})")
+            elif any(found == str(pk) for found in DECIDE_RE.findall(resp.text or "")):
+                CROSSCHECK["stale"] += 1
+                resp.failure("read-after-write: the other server still offers 通过 for a request just decided")
+            else:
+                CROSSCHECK["fresh"] += 1
 
     @task(1)
     def request_list(self):
@@ -231,9 +271,10 @@ class BureauUser(XuejiUser):
 
 
 @events.request.add_listener
-def _timing(request_type, name, response_time, response_length, exception=None, start_time=None, **_kw):
+def _timing(request_type, name, response_time, response_length, exception=None, start_time=None, url=None,
+            **_kw):
     TIMINGS.append((round(start_time or time.time(), 3), name, request_type, round(response_time, 1),
-                    exception is not None))
+                    exception is not None, SERVER_OF.get(urlsplit(url or "").netloc, 0)))
 
 
 @events.quitting.add_listener
@@ -241,4 +282,5 @@ def _write_outcomes(environment, **_kw):
     path = os.environ.get("LOAD_OUTCOMES")
     if path:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({"outcomes": dict(OUTCOMES), "timings": TIMINGS}, f, ensure_ascii=False)
+            json.dump({"outcomes": dict(OUTCOMES), "crosscheck": dict(CROSSCHECK), "timings": TIMINGS}, f,
+                      ensure_ascii=False)
