@@ -4,9 +4,12 @@ DATABASE_URL      sqlite:///… (default: instance/xueji.db), postgresql+psycopg
 SECRET_KEY        if unset, generated once into instance/secret_key and reused
 RATELIMIT_STORAGE_URI  memory:// (one process) or redis://127.0.0.1:6379/0 (several gunicorn workers)
 DATABASE_REPLICA_URLS  postgresql+psycopg://… streaming replicas, comma-separated (default none); see docs/DEPLOY.md
-XUEJI_QUEUE_URL   redis://host:6379/1: Excel exports run in `xueji worker` processes (default none: web threads)
+XUEJI_QUEUE_URL   redis://host:6379/1: exports and large checks/imports run in `xueji worker` processes (default
+                  none: web threads)
+XUEJI_BACKGROUND_ROWS  files (and detection scopes) above this many rows run as background tasks (default 2000)
 PROXY_FIX_X_FOR   number of reverse proxies in front that set X-Forwarded-For/-Proto (default 0: trust none)
 EXCHANGE_KEY_PATH the installation's Ed25519 key for 跨省转学 packages (default instance/exchange_key, generated once)
+XUEJI_FILE_STORE  local (default: files under UPLOAD_FOLDER) or database (files every server sees); see docs/DEPLOY.md
 """
 import os
 import secrets
@@ -66,8 +69,8 @@ class Config:
     DATABASE_REPLICA_CHECK_SECONDS = float(os.environ.get("DATABASE_REPLICA_CHECK_SECONDS", "2"))
     DATABASE_REPLICA_RETRY_SECONDS = float(os.environ.get("DATABASE_REPLICA_RETRY_SECONDS", "30"))
     # Background jobs (app/jobs.py, docs/DEPLOY.md "Background jobs: the queue"): with XUEJI_QUEUE_URL set, Excel
-    # exports are RQ jobs on that Redis, run by `flask --app run xueji worker` processes. Unset (the default), they
-    # run in a thread of the web worker that starts them, exactly as without this feature.
+    # exports and background tasks (app/tasks.py) are RQ jobs on that Redis, run by `flask --app run xueji worker`
+    # processes. Unset (the default), they run in a thread of the web worker that starts them.
     XUEJI_QUEUE_URL = os.environ.get("XUEJI_QUEUE_URL", "")
     XUEJI_QUEUE_NAME = os.environ.get("XUEJI_QUEUE_NAME", "xueji")
     # A run whose worker dies (no lease renewal for LEASE seconds) is retried RETRIES times, then reported
@@ -77,6 +80,10 @@ class Config:
     XUEJI_QUEUE_LEASE_SECONDS = int(os.environ.get("XUEJI_QUEUE_LEASE_SECONDS", "30"))
     XUEJI_QUEUE_MAINTENANCE_SECONDS = int(os.environ.get("XUEJI_QUEUE_MAINTENANCE_SECONDS", "30"))
     XUEJI_EXPORT_ROW_DELAY = float(os.environ.get("XUEJI_EXPORT_ROW_DELAY", "0"))   # tests only: a pause per row
+    # Files of more rows than this are checked, committed and imported by a background task (app/tasks.py), as
+    # is 问题学籍 detection over a scope of more students; smaller ones run in the request, as before.
+    XUEJI_BACKGROUND_ROWS = int(os.environ.get("XUEJI_BACKGROUND_ROWS", "2000"))
+    XUEJI_TASK_DELAY = float(os.environ.get("XUEJI_TASK_DELAY", "0"))     # tests only: a pause before a task works
 
     # Alembic owns every table, FAB's ab_* included (FAB5-NOTES §6): FAB must not create tables at boot.
     FAB_CREATE_DB = _env_bool("FAB_CREATE_DB", False)
@@ -137,6 +144,9 @@ class Config:
 
     # Evidence and upload files live outside static/, served only through scoped downloads.
     UPLOAD_FOLDER = os.path.join(INSTANCE_DIR, "uploads")
+    # Where kept files live (app/filestore.py): "local" (folders under UPLOAD_FOLDER; several servers must share it)
+    # or "database" (in the application database: every server reads them, its backup covers them)
+    XUEJI_FILE_STORE = os.environ.get("XUEJI_FILE_STORE", "local")
     MAX_CONTENT_LENGTH = 12 * 1024 * 1024
     # Hostile input is refused before any view reads it (app.errors.check_request): a body over MAX_CONTENT_LENGTH
     # answers 413 unread, JSON (bodies and the API's ?q=) nested deeper than this answers 400, and a list page's

@@ -46,8 +46,9 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
-    from app import uploads
+    from app import filestore, uploads
     uploads.clean_scratch(app)          # a killed worker's scratch files (names, ID numbers) do not outlive it
+    filestore.kind(app)                 # an unknown XUEJI_FILE_STORE stops the start, not the first upload
 
     db.init_app(app)
     replicas.init_app(app, db)  # read replicas, only when DATABASE_REPLICA_URLS is set (before any session exists)

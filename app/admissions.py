@@ -7,13 +7,12 @@ a county review request → on approval, 调档 moves every admitted record with
 """
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import clock, identity, rosters, spreadsheets, uploads, workflow
+from app import clock, identity, rosters, spreadsheets, tasks, uploads, workflow
 from app.audit import event_row
 from app.errors import RuleError, with_retry
 from app.scoping import system_write
@@ -253,22 +252,57 @@ def receive(session, data: bytes, filename: str, school: School, year: int, acto
 
 
 @service
-def upload(session, actor, school: School, data: bytes, filename: str) -> tuple[ImportBatch, "Checked"]:
+def upload(session, actor, school: School, data: bytes, filename: str) -> tuple[ImportBatch, "Checked | None"]:
     """招生录取 by template, step 1: the file is read by its content (a file that cannot be read is refused before
     anything is kept), kept once, and checked; the batch's counts are stored. A bureau uploads 统一招生 lists, a
-    school its 自主招生 list."""
+    school its 自主招生 list. A file of more rows than XUEJI_BACKGROUND_ROWS is checked by a background task
+    instead (app.tasks; the checked result is then None and the batch page shows the check's progress)."""
     from app.scoping import scope_of
+    authorize(session, actor, school.id)
     method = "统一招生" if scope_of(actor).kind == "region" else "自主招生"
     table = spreadsheets.read_table(data, filename, COLUMNS)
     batch = receive(session, data, filename, school, admission_year(session, school.county_code), actor,
                     method=method)
+    if batch.state == "已校验" and tasks.background(len(table[0])):
+        batch.rows = len(table[0])
+        tasks.start(session, actor, "admission_check", batch.id, total=batch.rows)
+        return batch, None
     return batch, check_batch(session, batch, table)
 
 
 @service
-def recheck(session, batch: ImportBatch) -> "Checked":
-    """Check a batch's kept file again (the preview's 重新校验): the batch's counts follow."""
-    return check_batch(session, batch)
+def recheck(session, batch: ImportBatch, actor=None, record=None) -> "Checked":
+    """Check a batch's kept file again (the preview's 重新校验): the batch's counts follow. ``record(session,
+    checked)`` runs inside this transaction (a background task records its outcome with the work)."""
+    authorize(session, actor, batch.school_id)
+    checked = check_batch(session, batch)
+    if record is not None:
+        record(session, checked)
+    return checked
+
+
+@service
+def recheck_or_queue(session, actor, batch: ImportBatch) -> "Checked | tasks.BackgroundTask":
+    """重新校验 as the page asks it: a list of more rows than XUEJI_BACKGROUND_ROWS gets a background task (the one
+    already running, if any), a smaller one is checked now."""
+    authorize(session, actor, batch.school_id)
+    if tasks.background(batch.rows):
+        return tasks.start(session, actor, "admission_check", batch.id, total=batch.rows)
+    return recheck(session, batch, actor)
+
+
+def authorize(session, actor, school_id: int) -> None:
+    """Who may upload, check and commit a school's admission list: an active account holding 招生录取导入 with the
+    school in its scope. Asked by every entry point, so a background task asks again when it runs (the account
+    may have been disabled, or moved, since the click). No actor: the CLI, a system job."""
+    from app.errors import OutOfScope
+    from app.scoping import school_in_scope, scope_of
+    if actor is None:
+        return
+    if not tasks.may(actor, "can_import", "Admission"):
+        raise RuleError("您的账号已停用或不再有导入录取名单的权限，未处理该名单", code="forbidden", status=403)
+    if not school_in_scope(school_id, scope_of(actor), session):
+        raise OutOfScope("该名单的学校不在您的管辖范围内，未处理该名单")
 
 
 def load(batch: ImportBatch) -> bytes:
@@ -287,22 +321,38 @@ def check_batch(session, batch: ImportBatch, table=None) -> Checked:
 
 
 def _check_path(batch: ImportBatch) -> str:
-    return uploads.path_of(batch.stored_name, ".check.json")
+    """The saved check's name in the file store's "imports" area, beside the batch's file."""
+    return f"{batch.stored_name}.check.json"
 
 
 def save_check(batch: ImportBatch, checked: Checked) -> None:
     """Keep a check's result next to the file: the preview pages and the annotated workbook read it instead of
-    checking the file again on every request (committing always checks again, inside its transaction)."""
-    path = _check_path(batch)
-    with open(path + ".part", "w", encoding="utf-8") as f:
-        json.dump(checked.to_json(), f, ensure_ascii=False, separators=(",", ":"))
-    os.replace(path + ".part", path)
+    checking the file again on every request (committing always checks again, inside its transaction). Written
+    on the batch's session: in the caller's transaction inside a service, else in a transaction of its own."""
+    from sqlalchemy.orm import object_session
+    from app.extensions import db
+    from app.service import in_service
+    session = object_session(batch) or db.session
+    data = json.dumps(checked.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if in_service(session):      # the caller's transaction: its failure is the caller's
+        _store_check(session, _check_path(batch), data)
+        return
+    try:
+        _store_check(session, _check_path(batch), data)
+    except IntegrityError:       # a cache: another request saved the same check meanwhile, and that one is kept
+        pass
+
+
+@service
+def _store_check(session, name: str, data: bytes) -> None:
+    from app import filestore
+    filestore.put(session, "imports", name, data)
 
 
 def saved_check(batch: ImportBatch) -> Checked | None:
+    from app import filestore
     try:
-        with open(_check_path(batch), encoding="utf-8") as f:
-            return Checked.from_json(json.load(f))
+        return Checked.from_json(json.loads(filestore.get("imports", _check_path(batch))))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -316,18 +366,45 @@ def committed_rows(session, batch: ImportBatch) -> list:
         .where(Admission.batch_id == batch.id).order_by(Admission.source_row)).all()
 
 
-def commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool = False) -> tuple[int, int]:
+def commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool = False,
+                 record=None) -> tuple[int, int]:
     """Admit the valid rows (re-checked now, inside the transaction, with the quota row locked). Idempotent: a
     batch is committed once. Returns (admitted, conflicts) and files the county review request. Schools committing
-    the same students at once can deadlock on the claim index (InnoDB): the loser's transaction runs again."""
+    the same students at once can deadlock on the claim index (InnoDB): the loser's transaction runs again.
+    ``record(session, result)`` runs inside the transaction (a background task records its outcome with it)."""
     batch_id = batch.id
     return with_retry(session, lambda: _commit_batch(session, session.get(ImportBatch, batch_id), actor,
-                                                     all_or_nothing))
+                                                     all_or_nothing, record))
+
+
+def commit_or_queue(session, actor, batch: ImportBatch, all_or_nothing: bool = False):
+    """提交 as the page asks it: a list of more rows than XUEJI_BACKGROUND_ROWS is committed by a background task
+    (returned; the one already running, if any), a smaller one now ((admitted, conflicts))."""
+    if not tasks.background(batch.rows):
+        return commit_batch(session, batch, actor, all_or_nothing)
+    return _queue_commit(session, actor, batch, all_or_nothing)
 
 
 @service
-def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool) -> tuple[int, int]:
+def _queue_commit(session, actor, batch: ImportBatch, all_or_nothing: bool):
+    authorize(session, actor, batch.school_id)
+    return tasks.start(session, actor, "admission_commit", batch.id, total=batch.rows,
+                       options={"all_or_nothing": bool(all_or_nothing)})
+
+
+def committed_message(batch: ImportBatch, admitted: int, conflicts: int) -> str:
+    if not admitted:
+        return "该名单已提交，未重复提交"
+    return (f"已提交{admitted}名学生" + (f"，其中{conflicts}名重复招生待仲裁" if conflicts else "") +
+            ("，等待学校确认" if batch.method == "统一招生" else "，等待区县教育局审核"))
+
+
+@service
+def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool, record=None) -> tuple[int, int]:
+    authorize(session, actor, batch.school_id)
     if batch.state != "已校验":
+        if record is not None:
+            record(session, (0, 0))
         return 0, 0
     checked = check_batch(session, batch)
     if all_or_nothing and checked.bad_rows:
@@ -351,7 +428,47 @@ def _commit_batch(session, batch: ImportBatch, actor, all_or_nothing: bool) -> t
         batch.request_id = req.id
         session.execute(update(Admission).where(Admission.batch_id == batch.id).values(request_id=req.id)
                         .execution_options(synchronize_session=False))
+    if record is not None:
+        record(session, (len(valid), conflicts))
     return len(valid), conflicts
+
+
+# --- background tasks (app.tasks): the same services, run by a job ---------------------------------------------
+
+TASK_KINDS = ("admission_check", "admission_commit")     # a batch page shows the newest of these
+
+def _task_batch(session, task) -> ImportBatch:
+    batch = session.get(ImportBatch, int(task.target))
+    if batch is None:
+        raise RuleError("该名单已不存在", code="not_found", status=404)
+    return batch
+
+
+def checked_message(checked: "Checked") -> str:
+    return f"校验完成：共{len(checked.rows)}行，有效{len(checked.valid)}行，有问题{len(checked.bad_rows)}行"
+
+
+def check_task(session, actor, task, progress) -> None:
+    """admission_check: the kept file checked again by the account that uploaded it; the result is saved for the
+    preview, and the task ends with the work's transaction."""
+    batch = _task_batch(session, task)
+    if batch.state != "已校验":             # committed meanwhile: a check now would call every row admitted
+        return tasks.conclude(session, task, "名单已提交，无需再校验")
+    progress.step("读取并校验")
+
+    def record(session, checked):
+        save_check(batch, checked)            # joins this transaction (a nested service)
+        tasks.finish(session, task, checked_message(checked))
+    recheck(session, batch, actor, record=record)
+
+
+def commit_task(session, actor, task, progress) -> None:
+    """admission_commit: commit_batch as the page would have run it, its outcome recorded in its transaction: a
+    retry after a kill finds the task ended (nothing twice), and commit_batch is idempotent per batch anyway."""
+    batch = _task_batch(session, task)
+    progress.step("校验并提交")
+    commit_batch(session, batch, actor, bool(task.options.get("all_or_nothing")),
+                 record=lambda s, result: tasks.finish(s, task, committed_message(batch, *result)))
 
 
 def _admit(session, rows: list[dict], attempts: int = 3) -> int:

@@ -1,6 +1,7 @@
 """Evidence files (证明材料): JPG, PNG or PDF, recognised by their content and then decoded, not only sniffed;
-at most 2 MB each (setting evidence.max_bytes); stored under instance/uploads/evidence with a random name;
-served only through the scoped download, always as an attachment.
+at most 2 MB each (setting evidence.max_bytes); kept in the file store's "evidence" area (app.filestore: a folder
+under UPLOAD_FOLDER, or the database) under a random name; served only through the scoped download, always as an
+attachment.
 
 - Images are decoded with Pillow: `verify()` (structure, PNG checksums), then reopened and fully `load()`ed, after
   a pixel limit checked from the header (MAX_PIXELS: a small file that would decode to gigabytes, a
@@ -11,19 +12,19 @@ served only through the scoped download, always as an attachment.
   actions (/JS, /JavaScript, /OpenAction with an action, /AA, /Launch) are refused.
 - The name kept and shown is sanitised (`clean_name`): basename only (a browser's `C:\\fakepath\\…` included),
   control, format and bidi characters removed, NUL refused, and the extension is the detected type's.
-- The file is written only after the row's flush succeeded, and removed again if the transaction rolls back.
+- The file is written only after the row's flush succeeded, in the same transaction: it is gone again if the
+  transaction rolls back.
 
 `check_image` and `read_upload` serve the student photo (app/photos.py) with the same rules.
 """
 import hashlib
 import io
-import os
 import re
 import struct
 import unicodedata
 import uuid
 
-from flask import current_app, has_request_context, request
+from flask import has_request_context, request
 
 from app import clock, settings
 from app.errors import RuleError
@@ -46,12 +47,6 @@ def sniff(head: bytes) -> tuple[str, str] | None:
         if head.startswith(magic):
             return mime, ext
     return None
-
-
-def folder() -> str:
-    path = os.path.join(current_app.config["UPLOAD_FOLDER"], "evidence")
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 # --- names ------------------------------------------------------------------------------------------------
@@ -330,8 +325,8 @@ def limit_words(limit: int) -> str:
 
 def store(session, stream, filename: str, school_id: int, actor=None, student_id=None, county=None) -> Evidence:
     """Check and keep one uploaded file; returns the (flushed) Evidence row. Nothing is written on refusal; the
-    file is written after the row's flush and removed if the transaction then rolls back."""
-    from app import uploads
+    file is written after the row's flush and is gone if the transaction then rolls back."""
+    from app import filestore
     limit = settings.get_int(session, "evidence.max_bytes", county)
     filename = submitted_name(stream, filename)
     data, shown = read_upload(stream, filename, limit)
@@ -343,12 +338,18 @@ def store(session, stream, filename: str, school_id: int, actor=None, student_id
                    uploaded_at=clock.now())
     session.add(row)
     session.flush()
-    path = os.path.join(folder(), stored)
-    with open(path, "wb") as f:
-        f.write(data)
-    uploads.written(session, path)
+    filestore.put(session, "evidence", stored, data)
     return row
 
 
+def send(row: Evidence):
+    """The download of an evidence file, always an attachment under its kept name; None when the file is missing."""
+    from app import filestore
+    return filestore.send("evidence", row.stored_name, mimetype="application/octet-stream", as_attachment=True,
+                          download_name=row.original_name)
+
+
 def path_of(row: Evidence) -> str:
-    return os.path.join(folder(), row.stored_name)
+    """Where the local store keeps the file (XUEJI_FILE_STORE=local only)."""
+    from app import filestore
+    return filestore.local_path("evidence", row.stored_name)

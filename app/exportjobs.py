@@ -6,13 +6,16 @@ exactly what the user saw, within the user's scope), records the export in the a
 that a ``xueji worker`` process runs (it survives the web worker; the job carries the view's name, the headers,
 the ids and the replica floor, and the worker rebuilds the spec from the view: formatters are functions). ``run``
 writes the file chunk by chunk (app.exports) and reports progress in the export_job row, which every web worker
-can read; the file goes to UPLOAD_FOLDER/exports (shared storage in a multi-server deployment).
+can read. The workbook is written to a ``.part`` in the process's own scratch folder (app.uploads) and then put in
+the file store's "exports" area (app.filestore: UPLOAD_FOLDER/exports, or the database, which every server reads)
+in one transaction with the job's "done": a job shown done always has its file.
 
 A worker that dies is reported, never shown as running for ever. Embedded: its heartbeat stops, and a running job
 leaves a marker in its process's scratch folder (app.uploads): a job whose process on this host is gone (a killed
 or restarted worker) is failed at once, not after the heartbeat goes stale, so the user may export again straight
-away; its ``.part`` file is removed. Queue: RQ and the run's lease decide (app.jobs); a lost run is retried while
-it has retries left (the row goes back to "queued"), then failed as interrupted (``lost``)."""
+away; its scratch folder (its ``.part`` file with it) is removed. Queue: RQ and the run's lease decide (app.jobs);
+a lost run is retried while it has retries left (the row goes back to "queued"), then failed as interrupted
+(``lost``)."""
 import dataclasses
 import glob
 import logging
@@ -25,7 +28,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from app import audit, clock, jobs, replicas, uploads
+from app import audit, clock, filestore, jobs, replicas, uploads
 from app.errors import RuleError
 from app.service import service
 from app.exports import MAX_ROWS, ExportSpec, export_rows, write_xlsx
@@ -44,14 +47,20 @@ _threads: dict[int, threading.Thread] = {}    # embedded: this process's export 
 _enqueued: dict = {}                          # queue: job id → the app that enqueued it here (``wait``)
 
 
-def folder(app=None) -> str:
-    path = os.path.join((app or current_app).config["UPLOAD_FOLDER"], "exports")
-    os.makedirs(path, exist_ok=True)
-    return path
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def file_path(job: ExportJob, app=None) -> str:
-    return os.path.join(folder(app), job.file_name)
+    """Where the local store keeps the job's file (XUEJI_FILE_STORE=local only)."""
+    return filestore.local_path("exports", job.file_name, app)
+
+
+def send(job: ExportJob):
+    """The finished workbook as a download (streamed from the store), or None: not done, or its file is gone."""
+    if job.state != "done" or not job.file_name:
+        return None
+    return filestore.send("exports", job.file_name, mimetype=XLSX, as_attachment=True,
+                          download_name=f"{job.title}-{job.id}.xlsx")
 
 
 def start(session, user_id: int, spec: ExportSpec, id_query, title: str, filters: str = "") -> ExportJob:
@@ -194,13 +203,14 @@ def run(job_id: int, source, ids: list[int], floor=None) -> None:
     app = current_app._get_current_object()
     marker = _marker(job_id, app)
     open(marker, "w").close()
-    taken_over = False
+    part = None
     try:
         job = db.session.get(ExportJob, job_id)
         if job is None or job.state not in ACTIVE:
             log.warning("export job %s is %s: not written", job_id, job.state if job else "gone")
             return
-        path, title = file_path(job, app), job.title
+        name, title = job.file_name, job.title
+        part = os.path.join(uploads.scratch_dir(app), f"{name}.part")
         db.session.rollback()
         spec = source if isinstance(source, ExportSpec) else _rebuild(source)
         _set(job_id, state="running", done=0)
@@ -215,12 +225,11 @@ def run(job_id: int, source, ids: list[int], floor=None) -> None:
         with replicas.replica_reads(floor):
             rows = export_rows(db.session, spec, ids, progress)
             delay = float(app.config.get("XUEJI_EXPORT_ROW_DELAY") or 0)
-            written = write_xlsx(path + ".part", spec.headers, _slowly(rows, delay) if delay else rows, title)
+            written = write_xlsx(part, spec.headers, _slowly(rows, delay) if delay else rows, title)
         jobs.check_lease()
-        os.replace(path + ".part", path)
-        _set(job_id, state="done", done=written, total=written, finished_at=clock.now())
-    except jobs.LeaseLost:     # its files and row belong to the run that took over (or a retry: app.jobs)
-        taken_over = True
+        _finish(job_id, name, part, written)
+    except jobs.LeaseLost:     # its row belongs to the run that took over (or a retry: app.jobs)
+        db.session.rollback()
         log.warning("export job %s: its lease was lost, this run stops", job_id)
         raise
     except Exception as exc:   # the user must see it failed, whatever the reason
@@ -230,8 +239,18 @@ def run(job_id: int, source, ids: list[int], floor=None) -> None:
     finally:
         db.session.remove()
         _remove(marker)
-        if not taken_over:
-            _remove(os.path.join(folder(app), f"{job_id}_*.part"))
+        if part:                # in this process's own folder: never another run's
+            _remove(part)
+
+
+def _finish(job_id: int, name: str, part: str, written: int) -> None:
+    """The file into the store and the job "done" in one transaction, so no server ever shows a finished job
+    without its file (a failure rolls both back: the job is then failed, its file gone)."""
+    db.session.rollback()                 # the rows were read in a transaction of their own (maybe on a replica)
+    filestore.put_file(db.session, "exports", name, part)
+    db.session.execute(update(ExportJob).where(ExportJob.id == job_id).values(
+        state="done", done=written, total=written, finished_at=clock.now(), heartbeat_at=clock.now()))
+    db.session.commit()
 
 
 def _slowly(rows, delay: float):
@@ -248,7 +267,7 @@ def lost(job_id: int, source=None, ids=None, floor=None, *, retrying: bool) -> N
         _set(job_id, only_active=True, state="queued", done=0)
     else:
         _set(job_id, only_active=True, state="failed", error=INTERRUPTED, finished_at=clock.now())
-    _remove(os.path.join(folder(), f"{job_id}_*.part"))
+    uploads.clean_scratch(current_app)    # the dead run's folder on this host, its .part with it
 
 
 INTERRUPTED = "导出中断（服务重启或超时），请重新导出"
@@ -307,15 +326,13 @@ def _row(job_id: int):
 
 
 def reap(session) -> list[int]:
-    """Mark the jobs whose worker is gone as failed, everywhere they are listed, and remove their partial files
-    (queue: a lost run with retries left is queued again instead); then clear the scratch folders of dead
-    processes. Returns the ids reaped."""
+    """Mark the jobs whose worker is gone as failed, everywhere they are listed (queue: a lost run with retries
+    left is queued again instead); then clear the scratch folders of this host's dead processes, their partial
+    files with them. Returns the ids reaped."""
     active = session.scalars(select(ExportJob).where(ExportJob.state.in_(ACTIVE))).all()
     dead = [job for job in active if not _alive(job)]
     for job in dead:
         _set(job.id, only_active=True, state="failed", error=INTERRUPTED, finished_at=clock.now())
-        if job.file_name:
-            _remove(file_path(job) + ".part")
     if dead or (active and jobs.configured()):
         session.expire_all()
     uploads.clean_scratch(current_app)
@@ -354,31 +371,31 @@ def wait(job_id: int, timeout: float = 120) -> None:
 
 
 def _keep_latest(session, user_id: int, n: int) -> None:
-    """Delete the user's finished exports beyond the newest n (files and rows)."""
+    """Delete the user's finished exports beyond the newest n (files and rows, in the caller's transaction)."""
     extra = session.scalars(select(ExportJob).where(ExportJob.user_id == user_id,
                                                     ExportJob.state.in_(("done", "failed")))
                             .order_by(ExportJob.id.desc()).offset(n)).all()
     for job in extra:
         if job.file_name:
-            _remove(file_path(job))
+            filestore.delete(session, "exports", job.file_name)
     if extra:
         session.execute(delete(ExportJob).where(ExportJob.id.in_([j.id for j in extra])))
 
 
 @service
 def purge_old(session) -> None:
-    """Delete files and rows of exports older than KEEP_FOR (called whenever an export starts), and ``.part``
-    files no running job owns."""
+    """Delete files and rows of exports older than KEEP_FOR (called whenever an export starts) and, in the local
+    store, ``.part`` files in its folder that no running job owns (a copy cut short, or left by older versions)."""
     old = session.scalars(select(ExportJob).where(ExportJob.created_at < clock.now() - KEEP_FOR)).all()
     for job in old:
         if job.file_name:
-            _remove(file_path(job))
-            _remove(file_path(job) + ".part")
-    running = {j.file_name for j in session.scalars(select(ExportJob).where(
-        ExportJob.state.in_(("queued", "running"))))}
-    for part in glob.glob(os.path.join(folder(), "*.part")):
-        if os.path.basename(part)[:-len(".part")] not in running:
-            _remove(part)
+            filestore.delete(session, "exports", job.file_name)
+    if filestore.kind() == "local":
+        running = {j.file_name for j in session.scalars(select(ExportJob).where(
+            ExportJob.state.in_(("queued", "running"))))}
+        for stray in glob.glob(os.path.join(filestore.local_folder("exports"), "*.part")):
+            if os.path.basename(stray)[:-len(".part")] not in running:
+                _remove(stray)
     if old:
         session.execute(delete(ExportJob).where(ExportJob.id.in_([j.id for j in old])))
         session.commit()

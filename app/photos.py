@@ -6,21 +6,21 @@
 - Kept in the national 学籍照片 format: 26×32 mm, so width:height = 13:16. The picture is turned upright by its EXIF
   orientation, centre-cropped to 13:16, resized to 390×480 px and saved as JPEG quality 85 without EXIF, ICC or
   any other metadata (a phone photo's GPS position never reaches the disk).
-- Stored under UPLOAD_FOLDER/photos with a random name, the name on student.photo. The file is written after the
-  row's flush (the record rules refuse a finished or 小学 record there) and is removed if the transaction rolls
-  back (app.uploads); a replaced photo's file is removed after the commit.
+- Kept in the file store's "photos" area (app.filestore: UPLOAD_FOLDER/photos, or the database) under a random
+  name, the name on student.photo. The file is written after the row's flush (the record rules refuse a finished
+  or 小学 record there) in the same transaction, so it is gone if that rolls back; the replaced photo is deleted in
+  it too, so its file is gone once the transaction commits (and kept if it rolls back).
 - `may_set_photo` is the one check the student page asks before it shows the upload form and the routes ask
   before they act; `set_photo` is the one writer (web and REST), and it commits.
 """
 import io
-import os
 import re
 import uuid
 
 from flask import current_app
 from sqlalchemy import select
 
-from app import evidence, settings
+from app import evidence, filestore, settings
 from app.errors import RuleError
 from app.service import service
 from app.scoping import apply_scope
@@ -32,19 +32,21 @@ QUALITY = 85
 STORED = re.compile(r"^[0-9a-f]{32}\.jpg$")
 
 
-def folder() -> str:
-    path = os.path.join(current_app.config["UPLOAD_FOLDER"], "photos")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def path_of(student: Student) -> str | None:
-    """The file of the student's photo, or None when there is none (or the stored name is not ours)."""
+def stored_name(student: Student) -> str | None:
+    """The stored name of the student's photo, or None when there is none (or the name is not ours)."""
     name = student.photo
-    if not name or not STORED.match(name):
-        return None
-    path = os.path.join(folder(), name)
-    return path if os.path.isfile(path) else None
+    return name if name and STORED.match(name) else None
+
+
+def send(student: Student):
+    """The student's photo as a response (never cached, never sniffed), or None when there is none."""
+    resp = filestore.send("photos", stored_name(student), mimetype="image/jpeg", conditional=False, etag=False,
+                          max_age=0)
+    if resp is not None:
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Cache-Control"] = "private, no-cache"
+        resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return resp
 
 
 # --- who may: the record rules' own refusals, asked before anything is read --------------------------------------
@@ -120,8 +122,7 @@ def check_picture(data: bytes, shown: str) -> str:
 @service
 def set_photo(session, actor, student: Student, stream, filename: str | None) -> Student:
     """Check, crop and keep a new photo for `student` (already loaded within the actor's scope). Nothing
-    is written on refusal; the replaced photo's file is removed once the commit is done."""
-    from app import uploads
+    is written on refusal; the replaced photo's file is gone once the commit is done."""
     refused = refusal(student)
     if refused is not None:
         raise refused
@@ -137,10 +138,7 @@ def set_photo(session, actor, student: Student, stream, filename: str | None) ->
     stored = f"{uuid.uuid4().hex}.jpg"
     student.photo = stored
     session.flush()                                  # the record rules run here (finished / 小学: read-only)
-    path = os.path.join(folder(), stored)
-    with open(path, "wb") as f:
-        f.write(stored_bytes)
-    uploads.written(session, path)
+    filestore.put(session, "photos", stored, stored_bytes)
     if old and STORED.match(old) and old != stored:
-        uploads.replaced(session, os.path.join(folder(), old))
+        filestore.delete(session, "photos", old)
     return student

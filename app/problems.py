@@ -6,7 +6,7 @@ school or a county. Duplicates are looked for across the whole database, whateve
 
 from sqlalchemy import and_, event, func, or_, select, update
 
-from app import clock
+from app import clock, tasks
 from app.errors import RuleError
 from app.service import service
 from app.identity import check_id_number
@@ -36,16 +36,76 @@ def _checks(row) -> list[tuple[str, str]]:
 
 
 @service
-def detect_in_scope(session, actor) -> dict:
-    """问题学籍检测 run on demand over the actor's whole scope (a school, or every school of its region)."""
+def detect_in_scope(session, actor, record=None, progress=None) -> dict:
+    """问题学籍检测 run on demand over the actor's whole scope (a school, or every school of its region).
+    ``record(session, counts)`` runs inside this transaction (a background task records its outcome with it)."""
+    authorize(actor)
+    counts = detect(session, school_ids=_scope_schools(session, actor), progress=progress)
+    if record is not None:
+        record(session, counts)
+    return counts
+
+
+def detect_or_queue(session, actor):
+    """检测 as the page asks it: over a scope of more students than XUEJI_BACKGROUND_ROWS a background task runs it
+    (returned; the one already running for this scope, if any), over a smaller one it runs now ({kind: count})."""
+    authorize(actor)
+    students = _scope_students(session, actor)
+    if not tasks.background(students):
+        return detect_in_scope(session, actor)
+    return _queue_detection(session, actor, students)
+
+
+@service
+def _queue_detection(session, actor, students: int):
+    return tasks.start(session, actor, "detect", scope_key(actor), total=students)
+
+
+def authorize(actor) -> None:
+    """Who may run detection over a scope: an active account holding 问题学籍检测 (asked again when a background
+    task runs: the account may have been disabled since the click). No actor: a system job."""
+    if actor is not None and not tasks.may(actor, "can_detect", "Problem"):
+        raise RuleError("您的账号已停用或不再有问题学籍检测的权限，未检测", code="forbidden", status=403)
+
+
+def scope_key(actor) -> str:
+    """The scope a detection runs over, as a task's target: one live detection per scope."""
+    from app.scoping import scope_of
+    scope = scope_of(actor)
+    if scope.is_all:
+        return "all"
+    return f"school:{scope.school_id}" if scope.kind == "school" else f"region:{scope.region_code}"
+
+
+def _scope_schools(session, actor) -> list[int]:
     from app.scoping import apply_scope, scope_of
-    schools = list(session.scalars(apply_scope(select(School.id), School, scope_of(actor))))
-    return detect(session, school_ids=schools)
+    return list(session.scalars(apply_scope(select(School.id), School, scope_of(actor))))
 
 
-def detect(session, student_ids=None, school_ids=None) -> dict:
+def _scope_students(session, actor) -> int:
+    return session.scalar(select(func.count()).select_from(Student).where(
+        Student.school_id.in_(_scope_schools(session, actor)), Student.deleted_at.is_(None))) or 0
+
+
+def detected_message(counts: dict) -> str:
+    total = sum(counts.values())
+    return f"检测完成：发现{total}条问题" + ("（" + "，".join(
+        f"{KINDS[k]}{n}条" for k, n in counts.items()) + "）" if counts else "")
+
+
+def detect_task(session, actor, task, progress) -> None:
+    """detect: detect_in_scope over the scope the task was started for; an account whose scope has changed
+    since is refused (its new scope is another task's)."""
+    if scope_key(actor) != task.target:
+        raise RuleError("发起检测的账号的管辖范围已变化，未检测；请重新检测", code="forbidden", status=403)
+    progress.step("检测")
+    detect_in_scope(session, actor, progress=progress,
+                    record=lambda s, counts: tasks.finish(s, task, detected_message(counts)))
+
+
+def detect(session, student_ids=None, school_ids=None, progress=None) -> dict:
     """Find the problems of the given students (or schools; all when both are None) and sync the queue.
-    Returns {kind: count of open problems found}."""
+    Returns {kind: count of open problems found}. ``progress(rows done)`` is told every 1,000 records."""
     live = Student.deleted_at.is_(None)
     target = select(Student.id, Student.id_type, Student.id_number, Student.sex, Student.birth_date,
                     Student.name, Student.deleted_at)
@@ -57,7 +117,9 @@ def detect(session, student_ids=None, school_ids=None) -> dict:
     rows = [r for r in rows_all if r.deleted_at is None]
     found: dict[tuple[int, str], str] = {}
     peers: set[int] = set()
-    for row in rows:
+    for done, row in enumerate(rows):
+        if progress is not None and done % 1000 == 0:
+            progress(done)
         for kind, detail in _checks(row):
             found[(row.id, kind)] = detail
     # 身份证件号重复: the same number on two live records anywhere

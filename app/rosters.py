@@ -10,13 +10,14 @@ The path is the admission one: upload → `check_roster` (set-wise: one query pe
 issues and the annotated workbook → `import_roster` (the valid rows, in bulk; a re-import updates by 学籍号).
 """
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import bindparam, insert, select
 
-from app import clock, schoolyear, spreadsheets, uploads
+from app import clock, schoolyear, spreadsheets, tasks, uploads
 from app.audit import event_row
 from app.errors import RuleError
 from app.service import service
@@ -67,10 +68,25 @@ class CheckedRoster:
     issues: list[Issue]
     graduates: dict[int, Graduate] = field(default_factory=dict)     # row → graduate (valid rows only)
     existing: dict[str, int] = field(default_factory=dict)           # 学籍号 → student id, re-imported graduates
+    checked_at: str | None = None                                   # when the check ran (ISO), for the page
 
     @property
     def bad_rows(self) -> set[int]:
         return {i.row for i in self.issues}
+
+    def to_json(self) -> dict:
+        """A large roster's check, kept for its page (save_check): rows, issues and which rows are valid. The
+        graduates themselves are not kept: importing always checks again, inside its transaction."""
+        issue = lambda i: [i.row, i.column, i.code, i.message, i.level]  # noqa: E731
+        return {"checked_at": self.checked_at, "rows": [[r.number, r.values] for r in self.rows],
+                "issues": [issue(i) for i in self.issues], "valid": sorted(self.graduates),
+                "existing": self.existing}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CheckedRoster":
+        """A saved check, for showing only: its graduates map the valid rows to None."""
+        return cls([Row(n, values, []) for n, values in data["rows"]], [Issue(*i) for i in data["issues"]],
+                   dict.fromkeys(data["valid"]), dict(data["existing"]), data.get("checked_at"))
 
 
 def _issue(row, column, code, message) -> Issue:
@@ -132,11 +148,15 @@ def _check_row(row: Row, year: int) -> tuple[Graduate | None, list[Issue]]:
     return Graduate(n, xjh, name, sex, born, id_type, id_number, v["毕业学校"], code), issues
 
 
-def check_roster(session, county_code: str, year: int, rows: list[Row], issues: list[Issue]) -> CheckedRoster:
-    """Every row's problems, then the database set-wise: who is already held (by 学籍号, by 身份证件号)."""
-    result = CheckedRoster(rows, list(issues))
+def check_roster(session, county_code: str, year: int, rows: list[Row], issues: list[Issue],
+                 progress=None) -> CheckedRoster:
+    """Every row's problems, then the database set-wise: who is already held (by 学籍号, by 身份证件号).
+    ``progress(rows done)`` is told every 1,000 rows (a background task shows it)."""
+    result = CheckedRoster(rows, list(issues), checked_at=clock.now().isoformat(timespec="seconds"))
     candidates: dict[int, Graduate] = {}
-    for row in rows:
+    for done, row in enumerate(rows):
+        if progress is not None and done % 1000 == 0:
+            progress(done)
         grad, problems = _check_row(row, year)
         result.issues.extend(problems)
         if grad is not None:
@@ -226,50 +246,172 @@ def load(batch: RosterBatch) -> bytes:
 
 
 @service
-def upload(session, actor, data: bytes, filename: str, county_code: str, year) -> tuple[RosterBatch, CheckedRoster]:
-    """小学毕业生名单, step 1 (county staff of that county, or the CLI): keep the file once and check it."""
-    from app.errors import OutOfScope
-    from app.scoping import region_in_scope, scope_of
-    if actor is not None and not region_in_scope(county_code, scope_of(actor)):
-        raise OutOfScope("区县不存在或不在您的管辖范围内")
+def upload(session, actor, data: bytes, filename: str, county_code: str,
+           year) -> tuple[RosterBatch, CheckedRoster | None]:
+    """小学毕业生名单, step 1 (county staff of that county, or the CLI): keep the file once and check it. A roster of
+    more rows than XUEJI_BACKGROUND_ROWS is checked by a background task instead (app.tasks; the checked result
+    is then None and the batch page shows the check's progress)."""
+    authorize(session, actor, county_code)
     if not filename:
         raise RuleError("请选择要上传的文件", code="no_file")
     if not isinstance(year, int) or not 2000 <= year <= 2100:
         raise RuleError("请填写4位的毕业年份", code="invalid")
     batch = receive(session, actor, data, filename, county_code, year)
+    if batch.state == "已校验" and tasks.background(len(batch.parsed[0])):
+        batch.rows = len(batch.parsed[0])
+        tasks.start(session, actor, "roster_check", batch.id, total=batch.rows)
+        return batch, None
     return batch, check_batch(session, batch)
 
 
+def authorize(session, actor, county_code: str) -> None:
+    """Who may upload, check and import a county's roster: an active account holding 小学毕业生名单导入 with the
+    county in its scope. Asked by every entry point, so a background task asks again when it runs (the account
+    may have been disabled, or moved, since the click). No actor: the CLI, a system job."""
+    from app.errors import OutOfScope
+    from app.scoping import region_in_scope, scope_of
+    if actor is None:
+        return
+    if not region_in_scope(county_code, scope_of(actor)):
+        raise OutOfScope("区县不存在或不在您的管辖范围内")
+    if not tasks.may(actor, "can_import", "PrimaryRoster"):
+        raise RuleError("您的账号已停用或不再有导入小学毕业生名单的权限，未处理该名单", code="forbidden", status=403)
+
+
 @service
-def recheck(session, batch: RosterBatch) -> CheckedRoster:
-    """Check a kept roster again (its page shows the result against today's data); the batch's counts follow."""
-    return check_batch(session, batch)
+def recheck(session, batch: RosterBatch, actor=None, record=None, progress=None) -> CheckedRoster:
+    """Check a kept roster again (its page shows the result against today's data); the batch's counts follow.
+    ``record(session, checked)`` runs inside this transaction (a background task records its outcome with it)."""
+    authorize(session, actor, batch.county_code)
+    checked = check_batch(session, batch, progress)
+    if record is not None:
+        record(session, checked)
+    return checked
 
 
-def check_batch(session, batch: RosterBatch) -> CheckedRoster:
+@service
+def recheck_or_queue(session, actor, batch: RosterBatch):
+    """重新校验 as the page asks it: a roster of more rows than XUEJI_BACKGROUND_ROWS gets a background task (the
+    one already running, if any), a smaller one is checked now."""
+    authorize(session, actor, batch.county_code)
+    if background(batch):
+        return tasks.start(session, actor, "roster_check", batch.id, total=batch.rows)
+    return recheck(session, batch, actor)
+
+
+def background(batch: RosterBatch) -> bool:
+    """Whether the roster's checks and import run as background tasks (and its page shows a saved check)."""
+    return tasks.background(batch.rows)
+
+
+def check_batch(session, batch: RosterBatch, progress=None) -> CheckedRoster:
     rows, issues = getattr(batch, "parsed", None) or spreadsheets.read_table(load(batch), batch.filename, COLUMNS)
-    checked = check_roster(session, batch.county_code, batch.year, rows, issues)
+    checked = check_roster(session, batch.county_code, batch.year, rows, issues, progress)
     if batch.state == "已校验":
         batch.rows, batch.valid_rows, batch.error_count = len(rows), len(checked.graduates), len(checked.bad_rows)
     return checked
 
 
+def _check_name(batch: RosterBatch) -> str:
+    """The saved check's name in the file store's "imports" area, beside the roster's file."""
+    return f"{batch.stored_name}.check.json"
+
+
+def save_check(session, batch: RosterBatch, checked: CheckedRoster) -> None:
+    """Keep a large roster's check for its page (in the caller's transaction), instead of checking 50,000 rows on
+    every view; importing always checks again."""
+    from app import filestore
+    data = json.dumps(checked.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    filestore.put(session, "imports", _check_name(batch), data)
+
+
+def saved_check(batch: RosterBatch) -> CheckedRoster | None:
+    from app import filestore
+    try:
+        return CheckedRoster.from_json(json.loads(filestore.get("imports", _check_name(batch))))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # --- writing ---------------------------------------------------------------------------------------------------
 
 @service
-def import_batch(session, actor, batch: RosterBatch, all_or_nothing: bool = False) -> tuple[int, int]:
+def import_batch(session, actor, batch: RosterBatch, all_or_nothing: bool = False, record=None,
+                 progress=None) -> tuple[int, int]:
     """Write the valid rows (re-checked now, inside the transaction): new graduates in bulk, graduates already
-    held updated by 学籍号. Returns (created, updated). One commit; a refusal leaves the database as it was."""
-    checked = check_batch(session, batch)
+    held updated by 学籍号. Returns (created, updated). One commit; a refusal leaves the database as it was.
+    ``record(session, result)`` runs inside the transaction (a background task records its outcome with it)."""
+    authorize(session, actor, batch.county_code)
+    checked = check_batch(session, batch, progress)
     if all_or_nothing and checked.bad_rows:
         raise RuleError(f"名单有{len(checked.bad_rows)}行未通过校验，按“全部正确才导入”未导入任何记录",
                         code="has_errors")
     if not checked.graduates:
         raise RuleError("没有可以导入的有效行", code="nothing_valid")
+    if progress is not None:
+        progress.step("写入")             # before this transaction writes (SQLite: one writer at a time)
     created, updated = write_graduates(session, actor, batch.county_code, batch.year, checked)
     batch.state, batch.committed_at = "已导入", clock.now()
     batch.created, batch.updated = batch.created + created, batch.updated + updated
+    if record is not None:
+        record(session, (created, updated))
     return created, updated
+
+
+def import_or_queue(session, actor, batch: RosterBatch, all_or_nothing: bool = False):
+    """导入 as the page asks it: a roster of more rows than XUEJI_BACKGROUND_ROWS is imported by a background task
+    (returned; the one already running, if any), a smaller one now ((created, updated))."""
+    if not background(batch):
+        return import_batch(session, actor, batch, all_or_nothing)
+    return _queue_import(session, actor, batch, all_or_nothing)
+
+
+@service
+def _queue_import(session, actor, batch: RosterBatch, all_or_nothing: bool):
+    authorize(session, actor, batch.county_code)
+    return tasks.start(session, actor, "roster_import", batch.id, total=batch.rows,
+                       options={"all_or_nothing": bool(all_or_nothing)})
+
+
+def imported_message(created: int, updated: int) -> str:
+    return f"已导入小学毕业生：新增{created}人，更新{updated}人"
+
+
+def checked_message(checked: CheckedRoster) -> str:
+    return (f"校验完成：共{len(checked.rows)}行，可导入{len(checked.graduates)}行，"
+            f"有问题{len(checked.bad_rows)}行")
+
+
+# --- background tasks (app.tasks): the same services, run by a job ---------------------------------------------
+
+TASK_KINDS = ("roster_check", "roster_import")           # a batch page shows the newest of these
+
+def _task_batch(session, task) -> RosterBatch:
+    batch = session.get(RosterBatch, int(task.target))
+    if batch is None:
+        raise RuleError("该名单已不存在", code="not_found", status=404)
+    return batch
+
+
+def check_task(session, actor, task, progress) -> None:
+    """roster_check: the kept roster checked again by the account that uploaded it; the check is saved for the
+    page, and the task ends with the work's transaction."""
+    batch = _task_batch(session, task)
+    progress.step("校验")
+
+    def record(session, checked):
+        save_check(session, batch, checked)
+        tasks.finish(session, task, checked_message(checked))
+    recheck(session, batch, actor, record=record, progress=progress)
+
+
+def import_task(session, actor, task, progress) -> None:
+    """roster_import: import_batch as the page would have run it; its outcome is recorded in its transaction, so a
+    retry after a kill finds the task ended and imports nothing twice."""
+    batch = _task_batch(session, task)
+    progress.step("校验")
+    import_batch(session, actor, batch, bool(task.options.get("all_or_nothing")), progress=progress,
+                 record=lambda s, result: tasks.finish(s, task, imported_message(*result)))
 
 
 def write_graduates(session, actor, county_code: str, year: int, checked: CheckedRoster) -> tuple[int, int]:

@@ -9,3 +9,5 @@ from models.requests import Chain, ChainStep, Evidence, Problem, Request, Reques
 from models.admissions import Admission, ImportBatch, Quota, RosterBatch  # noqa: F401
 from models.exports import ExportJob  # noqa: F401
 from models.exchange import ExchangePeer  # noqa: F401
+from models.files import StoredFile, StoredFileChunk  # noqa: F401
+from models.tasks import BackgroundTask  # noqa: F401

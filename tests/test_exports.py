@@ -214,7 +214,8 @@ def test_a_killed_export_worker_fails_its_job_at_once_and_leaves_no_file(app, wo
         location = proc.stdout.readline()
         assert "/exportjob/show/" in location, location
         job_id = int(location.rstrip().rsplit("/", 1)[-1])
-        parts = os.path.join(app.config["UPLOAD_FOLDER"], "exports", "*.part")
+        # the workbook is written to a .part in the writing process's own scratch folder (app.uploads)
+        parts = os.path.join(app.config["UPLOAD_FOLDER"], "tmp", f"*-{proc.pid}", "*.part")
         for _ in range(100):                              # until it is writing: state running, a .part on disk
             with app.app_context():
                 if db.session.get(ExportJob, job_id).state == "running" and _glob(parts):

@@ -9,7 +9,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import func, select
 
-from app import admissions, filing, placement, spreadsheets
+from app import admissions, filing, placement, spreadsheets, tasks
 from app.errors import RuleError
 from app.extensions import db
 from app.i18n import _l
@@ -17,6 +17,7 @@ from app.roles import VIEW_RW
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import School, SchoolClass, Student
 from models.admissions import CONFLICT, Admission, ImportBatch, Quota
+from models.tasks import BackgroundTask
 from views.base import XuejiApi, XuejiModelView, refused, wants_json
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -109,7 +110,7 @@ class AdmissionImportView(BaseView):
     route_base = "/admissionimport"
     class_permission_name = "Admission"
     method_permission_name = {"index": "import", "template": "import", "upload": "import", "batch": "import",
-                              "annotated": "import", "commit": "import"}
+                              "annotated": "import", "commit": "import", "recheck": "import", "task": "import"}
     default_view = "index"
 
     @expose("/")
@@ -142,7 +143,7 @@ class AdmissionImportView(BaseView):
                                                f.filename)
         except RuleError as exc:
             return self._refused(exc.message, exc.code)
-        if batch.state == "已校验":
+        if checked is not None and batch.state == "已校验":     # None: a background task checks it
             admissions.save_check(batch, checked)
         url = url_for("AdmissionImportView.batch", pk=batch.id)
         if wants_json():
@@ -159,22 +160,47 @@ class AdmissionImportView(BaseView):
         batch = db.session.scalars(apply_scope(select(ImportBatch).where(ImportBatch.id == pk), ImportBatch)).first()
         return batch or abort(404)
 
-    def _checked(self, batch: ImportBatch, fresh: bool = False) -> admissions.Checked:
-        """The batch's kept check (written at upload); checked again only when asked or when none is kept."""
+    def _checked(self, batch: ImportBatch, fresh: bool = False):
+        """The batch's kept check (written at upload, or by its background task); checked again only when asked or
+        when none is kept — a large list by a background task (returned instead)."""
         checked = None if fresh else admissions.saved_check(batch)
         if checked is None:
-            checked = admissions.recheck(db.session, batch)
-            admissions.save_check(batch, checked)
+            checked = admissions.recheck_or_queue(db.session, g.user, batch)
+            if isinstance(checked, admissions.Checked):
+                admissions.save_check(batch, checked)
         return checked
+
+    def _task(self, batch: ImportBatch) -> dict | None:
+        task = tasks.latest(db.session, admissions.TASK_KINDS, batch.id)
+        return tasks.status(task) if task is not None else None
+
+    def _task_page(self, batch: ImportBatch, task: dict):
+        return self.render_template("xueji/task_page.html", batch=batch, task=task,
+                                    task_url=url_for("AdmissionImportView.task", pk=batch.id),
+                                    retry_url=url_for("AdmissionImportView.recheck", pk=batch.id),
+                                    subtitle=f"{batch.school.name} {batch.year}年 · {batch.method}",
+                                    back_url=url_for("AdmissionImportView.index"), title=_l("校验结果"))
 
     @expose("/batch/<int:pk>")
     @has_access
     def batch(self, pk):
         batch = self._batch(pk)
+        task = self._task(batch)
+        if task is not None and task["live"]:                  # 校验中… / 提交中…: its progress, then the result
+            return self._task_page(batch, task)
         if batch.state != "已校验":
-            return self.render_template("xueji/admission_batch_done.html", batch=batch,
+            return self.render_template("xueji/admission_batch_done.html", batch=batch, task=task,
                                         rows=admissions.committed_rows(db.session, batch), title=_l("提交结果"))
-        checked = self._checked(batch, fresh=request.args.get("recheck") == "1")
+        fresh = request.args.get("recheck") == "1"
+        if task is not None and task["state"] == "失败" and not fresh and admissions.saved_check(batch) is None:
+            return self._task_page(batch, task)                  # nothing to show but why it failed
+        checked = None
+        with refused():
+            checked = self._checked(batch, fresh=fresh)
+        if checked is None:
+            return redirect(url_for("AdmissionImportView.index"))
+        if isinstance(checked, BackgroundTask):
+            return redirect(url_for("AdmissionImportView.batch", pk=pk))
         by_row = checked.by_row()
         only = request.args.get("show") == "problems"
         shown = [r for r in checked.rows if r.number in by_row] if only else checked.rows
@@ -193,9 +219,29 @@ class AdmissionImportView(BaseView):
                           for c in admissions.COLUMNS],
                 "errors": errors, "notices": [i for i in found if i.level != "error"]})
         return self.render_template("xueji/admission_batch.html", batch=batch, checked=checked, lines=lines,
+                                    task=task, task_url=url_for("AdmissionImportView.task", pk=batch.id),
+                                    retry_url=url_for("AdmissionImportView.recheck", pk=batch.id),
                                     columns=[c.name for c in admissions.COLUMNS], page=page, pages=pages,
                                     page_links=_page_links(page, pages), show="problems" if only else "all",
                                     shown=len(shown), page_rows=PAGE_ROWS, title=_l("校验结果"))
+
+    @expose("/batch/<int:pk>/task")
+    @has_access
+    def task(self, pk):
+        """Polled by the batch page while its check or commit runs: {state, live, step, done, total, message}."""
+        task = self._task(self._batch(pk))
+        return jsonify(task) if task is not None else (jsonify({"live": False}), 404)
+
+    @expose("/batch/<int:pk>/recheck", methods=["POST"])
+    @has_access
+    def recheck(self, pk):
+        """重新校验: a large list by a background task (the page shows its progress), a small one now."""
+        batch = self._batch(pk)
+        with refused():
+            checked = admissions.recheck_or_queue(db.session, g.user, batch)
+            if isinstance(checked, admissions.Checked):
+                admissions.save_check(batch, checked)
+        return redirect(url_for("AdmissionImportView.batch", pk=pk))
 
     @expose("/batch/<int:pk>/annotated")
     @has_access
@@ -203,9 +249,14 @@ class AdmissionImportView(BaseView):
         batch = self._batch(pk)
         if batch.state == "已校验":
             checked = self._checked(batch)
-        else:                                   # committed: the file as it was checked at commit time
-            checked = admissions.check_batch(db.session, batch)
-            db.session.rollback()
+            if isinstance(checked, BackgroundTask):
+                flash("名单正在后台校验，校验完成后才能下载标注错误的文件", "info")
+                return redirect(url_for("AdmissionImportView.batch", pk=pk))
+        else:           # committed: the file as it was checked at commit time (a large one: its last saved check)
+            checked = admissions.saved_check(batch) if tasks.background(batch.rows) else None
+            if checked is None:
+                checked = admissions.check_batch(db.session, batch)
+                db.session.rollback()
         data = spreadsheets.annotate(checked.rows, checked.issues, admissions.COLUMNS)
         return _xlsx(data, f"校验结果_{batch.filename.rsplit('.', 1)[0]}.xlsx")
 
@@ -214,10 +265,10 @@ class AdmissionImportView(BaseView):
     def commit(self, pk):
         batch = self._batch(pk)
         with refused():
-            n, conflicts = admissions.commit_batch(db.session, batch, g.user,
-                                                   request.form.get("mode") == "all_or_nothing")
-            flash(f"已提交{n}名学生" + (f"，其中{conflicts}名重复招生待仲裁" if conflicts else "") +
-                  ("，等待学校确认" if batch.method == "统一招生" else "，等待区县教育局审核"), "success")
+            result = admissions.commit_or_queue(db.session, g.user, batch,
+                                                request.form.get("mode") == "all_or_nothing")
+            if not isinstance(result, BackgroundTask):      # a task: the batch page shows 提交中… then the result
+                flash(admissions.committed_message(batch, *result), "success")
         return redirect(url_for("AdmissionImportView.batch", pk=pk))
 
 

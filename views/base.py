@@ -12,11 +12,11 @@ web (a flash, or 404), `rest_safe` on the REST API ({code, message} at the rule'
 """
 import functools
 import json
-import os
+import mimetypes
 import re
 from contextlib import contextmanager
 
-from flask import abort, current_app, flash, g, redirect, request, Response, send_file, stream_with_context, url_for
+from flask import abort, flash, g, redirect, request, Response, send_file, stream_with_context, url_for
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import get_list_schema, rison, safe
 from flask_appbuilder.api.convert import Model2SchemaConverter
@@ -28,9 +28,8 @@ from flask_appbuilder.widgets import ListWidget
 from marshmallow import fields as ma_fields, validate as ma_validate
 from sqlalchemy import or_
 from werkzeug.exceptions import NotFound
-from werkzeug.utils import safe_join
 
-from app import exportjobs
+from app import exportjobs, filestore
 from app.errors import INT_MAX, RuleError, client_fault, json_error
 from app.exports import ExportSpec, csv_stream, export_rows, xlsx_file
 from app.roles import API_RW, VIEW_RW
@@ -134,6 +133,7 @@ class ScopedRoutesMixin:
     @expose("/download/<string:filename>")
     @has_access
     def download(self, filename):
+        """A FAB file column's file (the file store's "files" area), only for a row in scope; none exist today."""
         model = self.datamodel.obj
         columns = self.datamodel.get_file_column_list() + self.datamodel.get_image_column_list()
         if not columns:
@@ -141,10 +141,10 @@ class ScopedRoutesMixin:
         q = self.datamodel.session.query(model).filter(or_(*[getattr(model, c) == filename for c in columns]))
         if apply_scope(q, model).first() is None:
             abort(404)
-        path = safe_join(current_app.config["UPLOAD_FOLDER"], filename)
-        if path is None or not os.path.isfile(path):
-            abort(404)
-        return send_file(path, as_attachment=True, download_name=filename.split("_sep_", 1)[-1])
+        name = filename.split("_sep_", 1)[-1]
+        resp = filestore.send("files", filename, mimetype=mimetypes.guess_type(name)[0], as_attachment=True,
+                              download_name=name)
+        return resp if resp is not None else abort(404)
 
 
 class XuejiListWidget(ListWidget):

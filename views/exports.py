@@ -1,8 +1,6 @@
 """我的导出: the signed-in user's background exports, a progress page that polls, and the file download.
 Only the owner sees a job (scope "owner"); another user's job id answers 404 on every route."""
-import os
-
-from flask import abort, jsonify, send_file, url_for
+from flask import abort, jsonify, url_for
 from flask_appbuilder.api import safe
 from flask_appbuilder.security.decorators import has_access, protect
 from flask_appbuilder.views import expose
@@ -12,8 +10,6 @@ from app.i18n import _l
 from app.scoping import ScopedInterface
 from models import ExportJob
 from views.base import XuejiApi, XuejiModelView
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class ExportJobView(XuejiModelView):
@@ -61,11 +57,8 @@ class ExportJobView(XuejiModelView):
     @expose("/file/<pk>")
     @has_access
     def file(self, pk):
-        job = self._job(pk)
-        path = exportjobs.file_path(job) if job.state == "done" and job.file_name else None
-        if path is None or not os.path.isfile(path):
-            abort(404)
-        return send_file(path, as_attachment=True, download_name=f"{job.title}-{job.id}.xlsx", mimetype=XLSX)
+        resp = exportjobs.send(self._job(pk))
+        return resp if resp is not None else abort(404)
 
 
 class ExportJobApi(XuejiApi):
@@ -130,7 +123,5 @@ class ExportJobApi(XuejiApi):
               $ref: '#/components/responses/404'
         """
         job = self.datamodel.get(pk)
-        path = exportjobs.file_path(job) if job is not None and job.state == "done" and job.file_name else None
-        if path is None or not os.path.isfile(path):
-            return self.response_404()
-        return send_file(path, as_attachment=True, download_name=f"{job.title}-{job.id}.xlsx", mimetype=XLSX)
+        resp = exportjobs.send(job) if job is not None else None
+        return resp if resp is not None else self.response_404()

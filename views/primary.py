@@ -9,13 +9,14 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 from sqlalchemy import func, select
 
-from app import rosters, spreadsheets
+from app import rosters, spreadsheets, tasks
 from app.errors import RuleError
 from app.extensions import db
 from app.i18n import _l
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import Region, Student
 from models.admissions import RosterBatch
+from models.tasks import BackgroundTask
 from views.base import XuejiModelView, refused, wants_json
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -38,7 +39,8 @@ class PrimaryRosterView(BaseView):
     """小学毕业生名单 import, by county staff (the same reading pipeline and preview as the admission import)."""
     route_base = "/primaryroster"
     class_permission_name = "PrimaryRoster"
-    method_permission_name = {m: "import" for m in ("index", "template", "upload", "batch", "annotated", "commit")}
+    method_permission_name = {m: "import" for m in ("index", "template", "upload", "batch", "annotated", "commit",
+                                                    "recheck", "task")}
     default_view = "index"
 
     @expose("/")
@@ -79,11 +81,39 @@ class PrimaryRosterView(BaseView):
         batch = db.session.scalars(apply_scope(select(RosterBatch).where(RosterBatch.id == pk), RosterBatch)).first()
         return batch or abort(404)
 
+    def _task(self, batch: RosterBatch) -> dict | None:
+        task = tasks.latest(db.session, rosters.TASK_KINDS, batch.id)
+        return tasks.status(task) if task is not None else None
+
+    def _task_page(self, batch: RosterBatch, task: dict):
+        return self.render_template("xueji/task_page.html", batch=batch, task=task,
+                                    task_url=url_for("PrimaryRosterView.task", pk=batch.id),
+                                    retry_url=url_for("PrimaryRosterView.recheck", pk=batch.id),
+                                    subtitle=f"{batch.county.name} · {batch.year}年毕业",
+                                    back_url=url_for("PrimaryRosterView.index"), title=_l("小学毕业生名单校验结果"))
+
+    def _checked(self, batch: RosterBatch, task: dict | None):
+        """The check to show: a small roster checked now (against today's data, as always); a large one's check as
+        its background task saved it — started when there is none yet (a task, returned instead)."""
+        if not rosters.background(batch):
+            return rosters.recheck(db.session, batch, g.user)
+        checked = rosters.saved_check(batch)
+        if checked is None and (task is None or task["state"] != "失败"):
+            return rosters.recheck_or_queue(db.session, g.user, batch)
+        return checked
+
     @expose("/batch/<int:pk>")
     @has_access
     def batch(self, pk):
         batch = self._batch(pk)
-        checked = rosters.recheck(db.session, batch)
+        task = self._task(batch)
+        if task is not None and task["live"]:                  # 校验中… / 导入中…: its progress, then the result
+            return self._task_page(batch, task)
+        checked = self._checked(batch, task)
+        if isinstance(checked, BackgroundTask):
+            return redirect(url_for("PrimaryRosterView.batch", pk=pk))
+        if checked is None:                                     # a large roster whose check failed: why, and 重新校验
+            return self._task_page(batch, task)
         page = max(request.args.get("page", 1, type=int) or 1, 1)
         bad = sorted(checked.bad_rows)
         by_row: dict[int, list] = {}
@@ -93,14 +123,35 @@ class PrimaryRosterView(BaseView):
         rows = [r for r in checked.rows if r.number in shown]
         return self.render_template("xueji/roster_batch.html", batch=batch, checked=checked, by_row=by_row,
                                     rows=rows, page=page, pages=max((len(bad) + PAGE - 1) // PAGE, 1),
-                                    columns=[c.name for c in rosters.COLUMNS], title=_l("小学毕业生名单校验结果"))
+                                    columns=[c.name for c in rosters.COLUMNS], task=task,
+                                    task_url=url_for("PrimaryRosterView.task", pk=batch.id),
+                                    retry_url=url_for("PrimaryRosterView.recheck", pk=batch.id),
+                                    saved=rosters.background(batch), title=_l("小学毕业生名单校验结果"))
+
+    @expose("/batch/<int:pk>/task")
+    @has_access
+    def task(self, pk):
+        """Polled by the batch page while its check or import runs: {state, live, step, done, total, message}."""
+        task = self._task(self._batch(pk))
+        return jsonify(task) if task is not None else (jsonify({"live": False}), 404)
+
+    @expose("/batch/<int:pk>/recheck", methods=["POST"])
+    @has_access
+    def recheck(self, pk):
+        """重新校验: a large roster by a background task (the page shows its progress), a small one on the page."""
+        batch = self._batch(pk)
+        with refused():
+            rosters.recheck_or_queue(db.session, g.user, batch)
+        return redirect(url_for("PrimaryRosterView.batch", pk=pk))
 
     @expose("/batch/<int:pk>/annotated")
     @has_access
     def annotated(self, pk):
         batch = self._batch(pk)
-        checked = rosters.check_batch(db.session, batch)
-        db.session.rollback()
+        checked = rosters.saved_check(batch) if rosters.background(batch) else None
+        if checked is None:
+            checked = rosters.check_batch(db.session, batch)
+            db.session.rollback()
         data = spreadsheets.annotate(checked.rows, checked.issues, rosters.COLUMNS)
         return send_file(io.BytesIO(data), as_attachment=True, mimetype=XLSX,
                          download_name=f"校验结果_{batch.filename.rsplit('.', 1)[0]}.xlsx")
@@ -110,9 +161,9 @@ class PrimaryRosterView(BaseView):
     def commit(self, pk):
         batch = self._batch(pk)
         with refused():
-            created, updated = rosters.import_batch(db.session, g.user, batch,
-                                                    request.form.get("mode") == "all_or_nothing")
-            flash(f"已导入小学毕业生：新增{created}人，更新{updated}人", "success")
+            result = rosters.import_or_queue(db.session, g.user, batch, request.form.get("mode") == "all_or_nothing")
+            if not isinstance(result, BackgroundTask):      # a task: the batch page shows 导入中… then the result
+                flash(rosters.imported_message(*result), "success")
         return redirect(url_for("PrimaryRosterView.batch", pk=pk))
 
 

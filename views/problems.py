@@ -1,14 +1,15 @@
 """问题学籍: the queue (school and county) with 变更 (关键数据变更 form), 佐证, 删除 and on-demand detection, and
 /api/v1/problem/. The rules are app.problems'; 佐证 files through app.filing like every request."""
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, flash, g, jsonify, redirect, request, url_for
 from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
 
-from app import filing, problems
+from app import filing, problems, tasks
 from app.extensions import db
 from app.i18n import _l
 from app.scoping import ScopedInterface
 from models.requests import Problem
+from models.tasks import BackgroundTask
 from views.base import XuejiApi, XuejiModelView, minute_field, refused
 from views.filing import _uploads
 
@@ -18,9 +19,9 @@ class ProblemView(XuejiModelView):
     datamodel = ScopedInterface(Problem)
     class_permission_name = "Problem"
     method_permission_name = {"list": "read", "show": "read", "proof": "handle", "remove": "handle",
-                              "detect": "detect"}
+                              "detect": "detect", "detection": "read"}
     route_base = "/problem"
-    include_route_methods = {"list", "show", "proof", "remove", "detect"}
+    include_route_methods = {"list", "show", "proof", "remove", "detect", "detection"}
     list_title = show_title = _l("问题学籍")
     label_columns = {"student": _l("学生"), "school": _l("学校"), "kind_label": _l("问题类型"), "kind": _l("问题类型"),
                      "detail": _l("说明"), "state": _l("状态"), "resolution": _l("处理方式"),
@@ -72,12 +73,32 @@ class ProblemView(XuejiModelView):
     @expose("/detect", methods=["POST"])
     @has_access
     def detect(self):
-        """Run detection over the whole scope (a school, or every school of the county)."""
-        counts = problems.detect_in_scope(db.session, g.user)
-        total = sum(counts.values())
-        flash(f"检测完成：发现{total}条问题" + ("（" + "，".join(
-            f"{problems.KINDS[k]}{n}条" for k, n in counts.items()) + "）" if counts else ""), "info")
+        """Run detection over the whole scope (a school, or every school of the county): a large scope by a
+        background task, whose progress and result the list page shows."""
+        with refused():
+            result = problems.detect_or_queue(db.session, g.user)
+            if not isinstance(result, BackgroundTask):
+                flash(problems.detected_message(result), "info")
         return redirect(url_for("ProblemView.list"))
+
+    @expose("/detection")
+    @has_access
+    def detection(self):
+        """Polled by the list page while a detection over the user's scope runs."""
+        return jsonify(self._detection() or {"live": False})
+
+    def _detection(self) -> dict | None:
+        """The newest detection task over the user's scope (each scope has its own)."""
+        task = tasks.latest(db.session, ("detect",), problems.scope_key(g.user))
+        return tasks.status(task) if task is not None else None
+
+    def render_template(self, template, **kwargs):
+        if template == self.list_template:       # 检测中… / the last detection's result above the queue
+            kwargs.setdefault("task", self._detection())
+            kwargs.setdefault("task_url", url_for("ProblemView.detection"))
+            kwargs.setdefault("retry_url", url_for("ProblemView.detect"))
+            kwargs.setdefault("retry_label", "重新检测")
+        return super().render_template(template, **kwargs)
 
 
 class ProblemApi(XuejiApi):

@@ -159,8 +159,9 @@ class RequestView(XuejiModelView):
         row = db.session.scalars(apply_scope(select(Evidence).where(Evidence.id == evidence_id), Evidence)).first()
         if row is None:
             abort(404)
-        resp = send_file(evidence_files.path_of(row), as_attachment=True, download_name=row.original_name,
-                         mimetype="application/octet-stream")
+        resp = evidence_files.send(row)
+        if resp is None:
+            abort(404)
         resp.headers["Content-Security-Policy"] = "sandbox"
         return resp
 

@@ -2,7 +2,7 @@
 their REST resources. Key data never changes here (app.students; 关键数据变更 goes through app.filing)."""
 import json
 
-from flask import abort, flash, g, redirect, request, send_file, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose as api_expose, protect
 from flask_appbuilder.security.decorators import has_access
@@ -223,13 +223,9 @@ class StudentView(XuejiModelView):
     def photo(self, pk):
         """学生照片 of an in-scope student (404 otherwise, or when there is none), never from static."""
         student = self.datamodel.get(pk)
-        path = photos.path_of(student) if student is not None else None
-        if path is None:
+        resp = photos.send(student) if student is not None else None
+        if resp is None:
             abort(404)
-        resp = send_file(path, mimetype="image/jpeg", conditional=False, etag=False, max_age=0)
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Cache-Control"] = "private, no-cache"
-        resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return resp
 
     @expose("/photo/<int:pk>", methods=["POST"])
