@@ -83,6 +83,9 @@ class Config:
     # Files of more rows than this are checked, committed and imported by a background task (app/tasks.py), as
     # is 问题学籍 detection over a scope of more students; smaller ones run in the request, as before.
     XUEJI_BACKGROUND_ROWS = int(os.environ.get("XUEJI_BACKGROUND_ROWS", "2000"))
+    # 学籍统计 of these scope levels is read from the snapshot (app/statistics.py, refreshed nightly or by 刷新统计);
+    # "all" is the superadmin's whole installation; schools and counties stay live. "" = every page live.
+    XUEJI_STATISTICS_SUMMARY_LEVELS = os.environ.get("XUEJI_STATISTICS_SUMMARY_LEVELS", "all,province,city")
     XUEJI_TASK_DELAY = float(os.environ.get("XUEJI_TASK_DELAY", "0"))     # tests only: a pause before a task works
 
     # Alembic owns every table, FAB's ab_* included (FAB5-NOTES §6): FAB must not create tables at boot.

@@ -249,3 +249,20 @@ def import_primary_graduates(path, county_code, year, dry_run, as_json):
         click.echo(exc.message, err=True)
         sys.exit(2)
     sys.exit(1 if checked.bad_rows else 0)
+
+
+# --- statistics snapshot (app/statistics.py) ---------------------------------------------------------------
+
+@xueji.command("refresh-statistics")
+@with_appcontext
+def refresh_statistics():
+    """刷新统计快照: the numbers province and city bureaus see on 学籍统计, in one transaction (the page shows the
+    snapshot's 数据截至 time). Run it from cron, e.g. nightly: 0 2 * * * … flask --app run xueji refresh-statistics"""
+    from app import statistics
+    try:
+        run = statistics.refresh(db.session, None)
+    except RuleError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(2)
+    click.echo(f"统计快照已刷新：数据截至 {run.as_of:%Y-%m-%d %H:%M}，在校生{run.students}人，{run.groups}行，"
+               f"用时{run.millis / 1000:.1f}秒")

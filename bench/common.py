@@ -48,6 +48,19 @@ def p95(runs):
 REPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "PERFORMANCE.md")
 
 
+# The province each database kind's report sections are written for; a province of another size (the 5,000,000
+# set) writes sections of its own beside them ("list-postgresql-5m"), so both stay in docs/PERFORMANCE.md.
+REPORT_STUDENTS = {"postgresql": 1_000_000, "sqlite": 200_000}
+
+
+def section_name(kind: str, dialect: str, students: int | None = None) -> str:
+    """"<kind>-<database>", with "-5m" (or "-<N>") added for a province other than the report's default size."""
+    name = f"{kind}-{dialect}"
+    if students is None or students == REPORT_STUDENTS.get(dialect):
+        return name
+    return name + (f"-{students // 1_000_000}m" if students % 1_000_000 == 0 else f"-{students}")
+
+
 def write_report(section, markdown):
     """Put `markdown` into docs/PERFORMANCE.md between <!-- bench:section --> markers (appended the first
     time), so each benchmark rewrites only its own part of the report."""

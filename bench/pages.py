@@ -35,10 +35,10 @@ def page_bench(description: str, repeat: int):
     return args, info, conn, dialect, machine(args.database_url, conn)
 
 
-def make_app(url: str):
+def make_app(url: str, **config):
     from app import create_app
     return create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False,
-                       "AUTH_RATE_LIMIT": "100000 per minute", "RATELIMIT_ENABLED": False})
+                       "AUTH_RATE_LIMIT": "100000 per minute", "RATELIMIT_ENABLED": False, **config})
 
 
 def signed_in(app, username: str):

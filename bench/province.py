@@ -3,7 +3,10 @@ bench_statistics reuse it).
 
 Shape: the small demo world (河南省 410000, 郑州市, two demo counties), plus generated cities 410200, 410300 …
 of about ten counties each. One big county holds 200,000 students (half of N below N = 400,000), the other
-counties about 10,000 each. Per county: 初中, 高中, 完全中学 and 九年一贯制 schools with 3 grades per stage,
+counties about 10,000 each: 1,000,000 students make 9 cities, 5,000,000 make 49 (the 16 real 河南 cities after
+郑州, then made-up ones, 豫18市 …). A made-up county's code exists in no GB/T 2260 table, so its students' ID
+numbers carry a real 河南 county's address code instead (`County.address`): every ID number still validates.
+Per county: 初中, 高中, 完全中学 and 九年一贯制 schools with 3 grades per stage,
 classes of 40–55, students with weighted surnames and common given-name characters, valid 18-digit ID numbers
 (MOD 11-2 check digit from python-stdnum), G学籍号 = 'G' + ID, sex from the ID, birth dates matching the cohort,
 about 95 % 在校, one open enrollment span each, and requests (wf_request + steps) in every state.
@@ -25,7 +28,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import create_engine, inspect as sa_inspect, text
 from sqlalchemy.engine import make_url
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2            # 2: a province bureau account (bench_province); made-up cities for 5,000,000
 BIG_COUNTY = 200_000
 COUNTY = 10_000
 COUNTIES_PER_CITY = 10
@@ -88,6 +91,10 @@ class County:
     target: int
     big: bool = False
     schools: list = field(default_factory=list)
+    address: str = ""              # the address code of its students' ID numbers: its own code when GB/T 2260 has it
+
+    def __post_init__(self):
+        self.address = self.address or address_code(self.code)
 
 
 @dataclass
@@ -170,7 +177,8 @@ def plan_province(students: int, year: int, seed: int = 2026) -> list[City]:
 def _county_code(city_code: str, j: int) -> str:
     """Districts 02, 03, 04, then counties 21, 22 … (GB/T 2260 style). A code GB/T 2260 never had (開封 has no
     410226) is replaced by the city's first real code not taken by this scheme, so every generated ID number
-    and G学籍号 passes app.identity (its address code must exist or have existed)."""
+    and G学籍号 passes app.identity (its address code must exist or have existed). A made-up city has no real
+    codes to spare: its counties keep the scheme's codes and borrow an address code (`address_code`)."""
     from app.identity import region_known
     wanted = [city_code[:4] + (f"{k + 2:02d}" if k < 3 else f"{21 + k - 3:02d}") for k in range(COUNTIES_PER_CITY)]
     code = wanted[j]
@@ -178,7 +186,21 @@ def _county_code(city_code: str, j: int) -> str:
         return code
     spare = [c for c in (f"{city_code[:4]}{n:02d}" for n in range(2, 100)) if region_known(c) and c not in wanted]
     missing = [c for c in wanted[:j + 1] if not region_known(c)]
-    return spare[len(missing) - 1]
+    return spare[len(missing) - 1] if len(missing) <= len(spare) else code
+
+
+_REAL_COUNTIES: list[str] = []
+
+
+def address_code(county_code: str) -> str:
+    """The county's own code when GB/T 2260 knows it, else a real 河南 county's (the same one for the same code)."""
+    from app.identity import region_known
+    if region_known(county_code):
+        return county_code
+    if not _REAL_COUNTIES:
+        _REAL_COUNTIES.extend(c for c in (f"41{city:02d}{n:02d}" for city in range(1, 18) for n in range(2, 100))
+                              if region_known(c))
+    return _REAL_COUNTIES[int(county_code) % len(_REAL_COUNTIES)]
 
 
 def _county_name(rng, j: int) -> str:
@@ -283,11 +305,11 @@ def class_rows(people: People, next_id: int, county: County, city_name: str, sch
     for seat, (sex, name) in enumerate(zip(sexes, names), 1):
         born, born_s = day(base - 1 - int(rand() * 365) - (365 if rand() < 0.03 else 0))
         migrant = rand() < 0.15
-        address_code = choice(OTHER_PROVINCE_CODES) if migrant and rand() < 0.6 else county.code
+        id_code = choice(OTHER_PROVINCE_CODES) if migrant and rand() < 0.6 else county.address
         if rand() < 0.003:                                  # no usable ID: L学籍号, id_type 其他
-            number, xjh, id_type = None, people.temporary_xjh(county.code, born_s), "Z"
+            number, xjh, id_type = None, people.temporary_xjh(county.address, born_s), "Z"
         else:
-            number = people.id_number(address_code, born_s, sex)
+            number = people.id_number(id_code, born_s, sex)
             xjh, id_type = "G" + number, "1"
         if rand() < 0.95:
             status, klass = "在校", class_id
@@ -299,7 +321,7 @@ def class_rows(people: People, next_id: int, county: County, city_name: str, sch
         disability, inclusive = choice(DISABLED) if rand() < 0.003 else ("0", "00")
         far = rand() < 0.2
         address = f"{place}{STREETS[int(rand() * n_streets)]}{1 + int(rand() * 299)}号"
-        birthplace = f"{address_code}{1 + int(rand() * 19):03d}{1 + int(rand() * 29):03d}"
+        birthplace = f"{id_code}{1 + int(rand() * 19):03d}{1 + int(rand() * 29):03d}"
         rows.append((
             next_id, xjh, name, sex, born, birthplace, native,
             "01" if rand() < 0.94 else MINORITIES[int(rand() * n_minor)], "CHN", id_type, number, "00",
@@ -445,19 +467,39 @@ def schema_head() -> str:
     return ",".join(sorted(ScriptDirectory.from_config(cfg).get_heads()))
 
 
-def usable(marker: dict | None, students: int, seed: int) -> bool:
+def usable(marker: dict | None, students: int, seed: int, schema: bool = True) -> bool:
     return bool(marker) and marker.get("version") == GENERATOR_VERSION and marker.get("students") == students \
-        and marker.get("seed") == seed and marker.get("schema") == schema_head()
+        and marker.get("seed") == seed and (not schema or marker.get("schema") == schema_head())
 
 
 def ensure_world(url: str, students: int, seed: int = 2026, fresh: bool = False) -> dict:
-    """The marker of a province of `students` on `url`: the existing one when it matches, else generated now."""
+    """The marker of a province of `students` on `url`: the existing one when it matches, else generated now. A
+    province generated under older migrations is migrated to the current heads in place (what production does)
+    rather than generated again: 5,000,000 students take minutes to generate, a new table or index seconds."""
     marker = None if fresh else read_marker(url)
+    if usable(marker, students, seed, schema=False) and not usable(marker, students, seed):
+        marker = migrate_world(url, marker)
     if usable(marker, students, seed):
         print(f"reusing the generated province on {make_url(url).render_as_string()} "
               f"({students:,} students, generated {marker['generated_at']})")
         return marker
     return generate(url, students, seed)
+
+
+def migrate_world(url: str, marker: dict) -> dict:
+    """Upgrade a generated province to the migrations' heads and record the new schema in its marker."""
+    from app import create_app
+    from app.cli import prepare_database
+    head = schema_head()
+    print(f"migrating the generated province on {make_url(url).render_as_string()} to {head}")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        prepare_database(False)
+        from app.extensions import db
+        db.engine.dispose()
+    marker = {**marker, "schema": head, "migrated_at": datetime.now().isoformat(timespec="seconds")}
+    write_marker(url, {k: v for k, v in marker.items() if k != "url"})
+    return marker
 
 
 # --- generation ------------------------------------------------------------------------------------------
@@ -483,6 +525,7 @@ def generate(url: str | None, students: int, seed: int = 2026) -> dict:
 
     started = time.perf_counter()
     timings = {}
+    schema = schema_head()          # what the migration below builds (a migration added meanwhile is not in it)
 
     def phase(name, t0):
         timings[name] = round(time.perf_counter() - t0, 1)
@@ -626,7 +669,7 @@ def generate(url: str | None, students: int, seed: int = 2026) -> dict:
     county10k = next((c for c in counties if not c.big and c.target == COUNTY), None) or \
         next(c for c in counties if not c.big)
     city = next(city for city in cities if county10k in city.counties)
-    info = {"version": GENERATOR_VERSION, "students": students, "seed": seed, "schema": schema_head(),
+    info = {"version": GENERATOR_VERSION, "students": students, "seed": seed, "schema": schema,
             "generated_at": datetime.now().isoformat(timespec="seconds"), "dialect": dialect,
             "seconds": round(time.perf_counter() - started, 1), "phases": timings, "school_year": year,
             "big_county": {"code": big.code, "name": big.name, "students": big.target, "schools": len(big.schools)},
@@ -634,9 +677,10 @@ def generate(url: str | None, students: int, seed: int = 2026) -> dict:
                        "schools": len(county10k.schools)},
             "city": {"code": city.code, "name": city.name, "students": sum(c.target for c in city.counties),
                      "counties": len(city.counties)},
+            "province": {"code": PROVINCE_CODE, "name": PROVINCE_NAME},
             "school": accounts["bench_school_id"], "cities": len(cities), "counties": len(counties),
             "schools": len(schools), "classes": len(class_ids), "requests": n_requests,
-            "accounts": ["bench_big_county", "bench_county", "bench_city", "bench_school"]}
+            "accounts": ["bench_big_county", "bench_county", "bench_city", "bench_province", "bench_school"]}
     write_marker(url, info)
     info["url"] = url
     return info
@@ -667,6 +711,7 @@ def _accounts(app, db, cities, counties, schools) -> dict:
     add("bench_big_county", "大县", "经办", ROLE_BUREAU_CLERK, region_code=big.code)
     add("bench_county", "区县", "经办", ROLE_BUREAU_CLERK, region_code=county10k.code)
     add("bench_city", "地市", "经办", ROLE_BUREAU_CLERK, region_code=city.code)
+    add("bench_province", "省厅", "经办", ROLE_BUREAU_CLERK, region_code=PROVINCE_CODE)
     add("bench_school", "学校", "学籍员", ROLE_SCHOOL_REGISTRAR, school_id=school.id)
 
     hashed = hash_password(PASSWORD)

@@ -11,3 +11,4 @@ from models.exports import ExportJob  # noqa: F401
 from models.exchange import ExchangePeer  # noqa: F401
 from models.files import StoredFile, StoredFileChunk  # noqa: F401
 from models.tasks import BackgroundTask  # noqa: F401
+from models.statistics import StatisticsRefresh, StudentTally  # noqa: F401

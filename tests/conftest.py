@@ -171,7 +171,7 @@ def make_app(app):
 
 
 # Business tables in delete order; FAB's permission tables and roles stay (synced once per app).
-WIPE = ["background_task", "stored_file_chunk", "stored_file", "audit_event", "export_job", "admission", "import_batch", "roster_batch", "quota", "wf_request_step", "evidence", "problem",
+WIPE = ["student_tally", "statistics_refresh", "background_task", "stored_file_chunk", "stored_file", "audit_event", "export_job", "admission", "import_batch", "roster_batch", "quota", "wf_request_step", "evidence", "problem",
         "wf_request", "guardian", "enrollment",
         "setting", "ab_user_role", "ab_user_group", "ab_api_key", "ab_user", "student", "school_class",
         "school", "region"]

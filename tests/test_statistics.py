@@ -249,3 +249,314 @@ def test_grade_labels_are_grade_names(app, world, as_user):
     page = as_user("county_a_clerk").get("/statistics/").get_data(as_text=True)
     assert all(re.fullmatch(r"[初高][一二三四]", r[1]) for r in chart_data(page)["grades"])
     assert "级</td>" not in page[page.index('id="table-grades"'):page.index("</table>", page.index('id="table-grades"'))]
+
+
+# --- the snapshot (统计快照) of province and city bureaus ---------------------------------------------------------
+
+import pytest  # noqa: E402
+from sqlalchemy import text, update  # noqa: E402
+
+from tests.test_jobs import make_queue, redis_client  # noqa: E402,F401  (fixtures: a real queue and worker)
+
+PROVINCE = ("bureau_province", "410000")
+CITY = ("bureau_city", "410100")
+
+
+@pytest.fixture
+def snapshots(app, world):
+    """No snapshot before or after each test (the suite's wipe does not know these derived tables), and a province
+    and a city bureau account (the demo has county ones only)."""
+    from app.roles import ROLE_BUREAU_CLERK
+    from models import StatisticsRefresh, StudentTally
+
+    def clear():
+        with app.app_context():
+            db.session.query(StudentTally).delete()
+            db.session.query(StatisticsRefresh).delete()
+            db.session.commit()
+    clear()
+    with app.app_context():
+        sm = app.appbuilder.sm
+        for username, region in (PROVINCE, CITY):
+            sm.add_user(username, "经办", "教育局", f"{username}@xueji.example", role=[sm.find_role(ROLE_BUREAU_CLERK)],
+                        password="Xueji#2026", must_change_password=False, region_code=region)
+        db.session.commit()
+    yield
+    clear()
+
+
+def overview_table(page: str) -> str:
+    start = page.index('id="table-overview"')
+    return page[start:page.index("</table>", start)]
+
+
+def _scopes():
+    from app.scoping import ALL, Scope
+    return {"province": Scope("region", region_code="410000", region_level="province"),
+            "city": Scope("region", region_code="410100", region_level="city"), "all": ALL}
+
+
+def _every_table(scope):
+    """Every table as computed and downloaded, and the 班额 the page shows (its own path for a large snapshot)."""
+    from app import statistics
+    tables = {name: statistics.table(db.session, scope, name, 2026) for name in statistics.TABLES}
+    return {**tables, "page classes": statistics.classes_for_page(db.session, scope)}
+
+
+def _live_and_summary(app, monkeypatch, scope):
+    """Every table of the scope from the snapshot, then live (the summary switched off by the setting)."""
+    from app import statistics
+    with app.app_context():
+        assert statistics.source(db.session, scope) is not None            # really read from the snapshot
+        summary = _every_table(scope)
+    monkeypatch.setitem(app.config, statistics.LEVELS_SETTING, "")
+    with app.app_context():
+        assert statistics.source(db.session, scope) is None
+        live = _every_table(scope)
+    monkeypatch.delitem(app.config, statistics.LEVELS_SETTING)
+    return summary, live
+
+
+def test_the_snapshot_equals_the_live_numbers_in_every_table(app, world, snapshots, monkeypatch, client):
+    """Province and city: every table (and so every chart and download) from the snapshot equals the live one at
+    the refresh, also with a 户口性质 code beyond 1/2 and the page's 班额 of many classes (bands, the full ones,
+    at most MAX_FLAGGED_ON_SCREEN of them); after a 休学 the snapshot keeps the old numbers until the next refresh,
+    which brings them level again."""
+    from datetime import datetime
+    from app import clock, statistics
+    from tests.test_status_change import through
+    monkeypatch.setattr(statistics, "SHOW_ALL_CLASSES", 2)
+    monkeypatch.setattr(statistics, "MAX_FLAGGED_ON_SCREEN", 2)
+    with app.app_context():
+        sid = db.session.scalar(select(Student.id).where(Student.school_id == world.schools["a1"],
+                                                         Student.cohort_year == 2025, Student.status == "在校"))
+        db.session.execute(text("UPDATE student SET hukou_type = '3' WHERE id = :id"), {"id": sid})
+        for klass in db.session.scalars(select(SchoolClass).order_by(SchoolClass.id).limit(3)):
+            klass.capacity = 3                                # the test world seats 3 a class: 已满
+        db.session.commit()
+        run = statistics.refresh(db.session, None)
+        assert run.state == "done" and run.students > 0 and run.groups > 0
+    for name, scope in _scopes().items():
+        summary, live = _live_and_summary(app, monkeypatch, scope)
+        assert summary == live, name
+        assert summary["overview"][2] and ("3", 1) in [(h, n) for h, n in summary["hukou"][2]], name
+        page = summary["page classes"]
+        assert page.bands and page.flagged == 3 and len(page.rows) == 2, name
+
+    clock.fix(datetime(2026, 11, 20, 10, 0))
+    try:
+        through(client, "a1", "a", sid, "休学")
+    finally:
+        clock.fix(None)
+    summary, live = _live_and_summary(app, monkeypatch, _scopes()["city"])
+    assert summary["overview"] != live["overview"]          # the snapshot is what was counted at the refresh
+    with app.app_context():
+        statistics.refresh(db.session, None)
+    for name, scope in _scopes().items():
+        summary, live = _live_and_summary(app, monkeypatch, scope)
+        assert summary == live, name
+
+
+def test_schools_and_counties_stay_live(app, world, snapshots):
+    from app import statistics
+    from app.scoping import Scope
+    with app.app_context():
+        statistics.refresh(db.session, None)
+        county = Scope("region", region_code="410102", region_level="county")
+        assert statistics.source(db.session, county) is None
+        assert statistics.source(db.session, Scope("school", school_id=world.schools["a1"])) is None
+        assert statistics.source(db.session, _scopes()["province"]) is not None
+
+
+def test_the_page_shows_the_as_of_time_for_province_and_city(app, world, snapshots, as_user):
+    from datetime import datetime
+    from app import clock, statistics
+    clock.fix(datetime(2026, 11, 20, 2, 0))
+    try:
+        with app.app_context():
+            statistics.refresh(db.session, None)
+    finally:
+        clock.fix(None)
+    with app.app_context():
+        db.session.execute(text("UPDATE student SET status = '休学' WHERE school_id = :s"), {"s": world.schools["a1"]})
+        db.session.commit()
+    with app.app_context():
+        name = db.session.get(School, world.schools["a1"]).name
+    for username, _region in (PROVINCE, CITY):
+        page = as_user(username).get("/statistics/").get_data(as_text=True)
+        assert "数据截至 2026-11-20 02:00" in page and 'id="statistics-refresh"' in page, username
+        assert name in overview_table(page)                                   # counted at 02:00
+    for username in ("county_a_clerk", "school_a1_clerk"):
+        page = as_user(username).get("/statistics/").get_data(as_text=True)
+        assert "数据截至" not in page and 'id="statistics-refresh"' not in page, username
+        assert name not in overview_table(page)                               # live: no one 在校 there now
+
+
+def test_without_a_snapshot_the_bureau_gets_live_numbers_and_is_told(app, world, snapshots, as_user):
+    page = as_user(CITY[0]).get("/statistics/").get_data(as_text=True)
+    assert "尚未生成统计快照" in page and "数据截至" not in page and 'id="statistics-refresh"' in page
+    with app.app_context():
+        name = db.session.get(School, world.schools["a1"]).name
+    assert name in overview_table(page)
+
+
+def test_a_school_or_county_account_cannot_refresh(app, world, snapshots, as_user):
+    from app import statistics
+    from app.errors import RuleError
+    from models import StatisticsRefresh, XuejiUser
+    for username in ("school_a1_clerk", "county_a_clerk"):
+        c = as_user(username)
+        assert "刷新统计" not in c.get("/statistics/").get_data(as_text=True)
+        assert c.post("/statistics/refresh").status_code == 403, username
+        with app.app_context():
+            actor = db.session.scalar(select(XuejiUser).where(XuejiUser.username == username))
+            with pytest.raises(RuleError):
+                statistics.refresh(db.session, actor)
+            assert db.session.scalar(select(func.count()).select_from(StatisticsRefresh)) == 0
+
+
+def test_the_button_queues_one_refresh_and_shows_it_running(app, world, snapshots, as_user, monkeypatch):
+    """刷新统计 hands the refresh to app.jobs and the page says it is running (the button disabled) until it has
+    run; a second click meanwhile starts nothing; a run asked for long ago that never finished is not running."""
+    from datetime import timedelta
+    from app import clock, jobs, statistics
+    from models import StatisticsRefresh
+    queued = []
+    monkeypatch.setattr(jobs, "enqueue", lambda path, *args, **kw: queued.append((path, args)))
+    c = as_user(PROVINCE[0])
+    assert c.post("/statistics/refresh").status_code == 302
+    assert c.post("/statistics/refresh").status_code == 302
+    assert [(p, len(a)) for p, a in queued] == [("app.statistics.run_refresh", 1)]
+    page = c.get("/statistics/").get_data(as_text=True)
+    assert 'id="statistics-running"' in page and "正在刷新统计" in page
+    assert re.search(r'<button type="submit" class="btn btn-default btn-sm" disabled>', page)
+    with app.app_context():
+        statistics.run_refresh(*queued[0][1])                           # what the thread or the worker runs
+    with app.app_context():
+        run = db.session.scalars(select(StatisticsRefresh)).one()
+        assert (run.state, run.requested_by) == ("done", PROVINCE[0]) and run.as_of is not None
+    page = c.get("/statistics/").get_data(as_text=True)
+    assert f"数据截至 {run.as_of:%Y-%m-%d %H:%M}" in page and 'id="statistics-running"' not in page
+    # a duplicate run of the same job does nothing
+    with app.app_context():
+        assert statistics.refresh(db.session, None, run.id) is None
+    # a run whose worker died long ago does not keep the button disabled
+    assert c.post("/statistics/refresh").status_code == 302 and len(queued) == 2
+    with app.app_context():
+        db.session.execute(update(StatisticsRefresh).where(StatisticsRefresh.state == "queued").values(
+            requested_at=clock.now() - statistics.STALE_AFTER - timedelta(minutes=1)))
+        db.session.commit()
+    assert 'id="statistics-running"' not in c.get("/statistics/").get_data(as_text=True)
+    assert c.post("/statistics/refresh").status_code == 302 and len(queued) == 3
+
+
+def test_the_button_runs_the_refresh_in_the_background(app, world, snapshots, as_user):
+    """Embedded (no queue): the click's refresh runs in a thread of the web process."""
+    import time
+    from models import StatisticsRefresh
+    assert as_user(CITY[0]).post("/statistics/refresh").status_code == 302
+    for _ in range(200):
+        with app.app_context():
+            if db.session.scalar(select(StatisticsRefresh.state)) != "queued":
+                break
+        time.sleep(0.05)
+    with app.app_context():
+        assert db.session.scalar(select(StatisticsRefresh.state)) == "done"
+
+
+def test_a_failed_refresh_leaves_the_old_snapshot(app, world, snapshots, monkeypatch, as_user):
+    """All or nothing: a refresh that fails after deleting the old rows rolls back; the old snapshot, its time and
+    its numbers stay, and the page says the refresh failed."""
+    from app import statistics
+    from models import StatisticsRefresh, StudentTally
+    with app.app_context():
+        first = statistics.refresh(db.session, None)
+        first_id, as_of = first.id, first.as_of
+        rows = db.session.scalar(select(func.count()).select_from(StudentTally))
+        before = _every_table(_scopes()["province"])
+
+    def fail(session, run_id):
+        assert session.scalar(select(func.count()).select_from(StudentTally)) == 0     # the delete has run
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(statistics, "_insert_tally", fail)
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            statistics.refresh(db.session, None)
+        assert statistics.snapshot(db.session) == (first_id, as_of)
+        assert db.session.scalar(select(func.count()).select_from(StudentTally)) == rows
+        assert _every_table(_scopes()["province"]) == before
+    # through the button: the job records the failure on its run
+    monkeypatch.setattr("app.jobs.enqueue", lambda path, *args, **kw: statistics.run_refresh(*args))
+    c = as_user(PROVINCE[0])
+    c.post("/statistics/refresh")
+    with app.app_context():
+        assert db.session.scalar(select(StatisticsRefresh.state).order_by(StatisticsRefresh.id.desc())) == "failed"
+    page = c.get("/statistics/").get_data(as_text=True)
+    assert "上次刷新统计失败" in page and f"数据截至 {as_of:%Y-%m-%d %H:%M}" in page
+
+
+def test_refresh_statistics_command(app, world, snapshots):
+    from app import statistics
+    result = app.test_cli_runner().invoke(args=["xueji", "refresh-statistics"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        total = db.session.scalar(select(func.count()).select_from(Student).where(
+            Student.status == "在校", Student.deleted_at.is_(None)))
+        run = statistics.snapshot(db.session)
+    assert run is not None and f"在校生{total}人" in result.output and "数据截至" in result.output
+
+
+def test_long_tables_list_their_first_rows_and_download_all(app, world, as_user, monkeypatch):
+    """A province has thousands of schools: beyond ROWS_ON_SCREEN rows a table on the page lists its first ones and
+    says how many there are; the download keeps every row."""
+    from app import statistics
+    monkeypatch.setattr(statistics, "ROWS_ON_SCREEN", 1)
+    c = as_user("county_a_clerk")
+    page = c.get("/statistics/").get_data(as_text=True)
+    assert overview_table(page).count("<tr") == 1 + 1 and "共 2 行，这里列出前 1 行" in page
+    ws = load_workbook(io.BytesIO(c.get("/statistics/download/overview.xlsx").data)).worksheets[0]
+    assert ws.max_row == 1 + 2
+
+
+def test_a_school_chosen_by_a_bureau_is_counted_live(app, world, snapshots, as_user):
+    """A province bureau that picks one school in the filter sees that school's live numbers, and may still
+    refresh."""
+    from app import statistics
+    with app.app_context():
+        statistics.refresh(db.session, None)
+    page = as_user(PROVINCE[0]).get(f"/statistics/?school={world.schools['a1']}").get_data(as_text=True)
+    assert "所选学校的数据为实时统计" in page and "数据截至" not in page and 'id="statistics-refresh"' in page
+
+
+def test_with_the_queue_a_worker_process_refreshes(make_queue, snapshots, app):
+    """With XUEJI_QUEUE_URL the button's refresh is an RQ job (nothing runs in the web process) that a `xueji
+    worker` process runs as the account that asked."""
+    import threading
+    from models import StatisticsRefresh
+    q = make_queue()
+    try:
+        c = q.client(PROVINCE[0])
+        assert c.post("/statistics/refresh").status_code == 302
+        assert not [t for t in threading.enumerate() if t.name.startswith("statistics-")]
+        assert "正在刷新统计" in c.get("/statistics/").get_data(as_text=True)
+        q.burst()
+        with app.app_context():
+            run = db.session.scalars(select(StatisticsRefresh)).one()
+            assert (run.state, run.requested_by) == ("done", PROVINCE[0]) and run.students > 0
+        assert f"数据截至 {run.as_of:%Y-%m-%d %H:%M}" in c.get("/statistics/").get_data(as_text=True)
+    finally:
+        for key in q.redis.scan_iter("*statistics-*"):
+            q.redis.delete(key)
+
+
+def test_an_unreachable_queue_refuses_the_refresh_and_says_so(app, world, snapshots, make_app):
+    from app import statistics
+    from models import StatisticsRefresh
+    from tests.conftest import login
+    c = make_app(XUEJI_QUEUE_URL="redis://127.0.0.1:1/0").test_client()
+    login(c, PROVINCE[0])
+    page = c.post("/statistics/refresh", follow_redirects=True).get_data(as_text=True)
+    assert statistics.QUEUE_DOWN in page
+    with app.app_context():
+        assert {(r.state, r.error) for r in db.session.scalars(select(StatisticsRefresh))} == \
+            {("failed", statistics.QUEUE_DOWN)}

@@ -1,6 +1,7 @@
-"""统计 (statistics) page: tables and ECharts charts (vendored, no CDN), each table downloadable as .xlsx."""
+"""统计 (statistics) page: tables and ECharts charts (vendored, no CDN), each table downloadable as .xlsx; for
+province and city bureaus the 数据截至 time of the snapshot and the 刷新统计 button (app/statistics.py)."""
 
-from flask import abort, g, request, send_file
+from flask import abort, flash, g, redirect, request, send_file, url_for
 from flask_appbuilder import BaseView
 from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.views import expose
@@ -10,12 +11,13 @@ from app.exports import xlsx_file
 from app.extensions import db
 from app.i18n import _l
 from app.scoping import current_scope
+from views.base import refused
 
 
 class StatisticsView(BaseView):
     route_base = "/statistics"
     class_permission_name = "Statistics"
-    method_permission_name = {"index": "read", "download": "read"}
+    method_permission_name = {"index": "read", "download": "read", "refresh": "read"}   # refresh: the service decides
     default_view = "index"
 
     @staticmethod
@@ -28,16 +30,31 @@ class StatisticsView(BaseView):
     @has_access
     def index(self):
         flt = self._filter()
-        tables = {name: statistics.table(db.session, flt.scope, name, flt.year) for name in statistics.TABLES}
-        title, headers, classes = tables["classes"]
-        shown = statistics.classes_on_screen(classes)
-        tables["classes"] = (title, headers, shown)
-        bands = statistics.class_size_bands(classes) if len(shown) < len(classes) else None
+        tables = {name: statistics.table(db.session, flt.scope, name, flt.year) for name in statistics.TABLES
+                  if name != "classes"}
+        classes = statistics.classes_for_page(db.session, flt.scope)      # 班额: the rows listed, the bands
+        tables["classes"] = (statistics.TABLES["classes"][0], statistics.CLASS_HEADERS, classes.rows)
+        counts = {name: len(rows) for name, (_title, _headers, rows) in tables.items()}
+        tables = {name: (title, headers, rows[:statistics.ROWS_ON_SCREEN] if name in statistics.LONG_TABLES else rows)
+                  for name, (title, headers, rows) in tables.items()}
         args = {k: v for k, v in (("school", flt.school_id), ("year", flt.year)) if v is not None}
-        return self.render_template("xueji/statistics.html", tables=tables, title=_l("学籍统计"),
-                                    class_count=len(classes), class_bands=bands, flt=flt, filter_args=args,
+        return self.render_template("xueji/statistics.html", tables=tables, title=_l("学籍统计"), row_counts=counts,
+                                    class_count=classes.count, class_bands=classes.bands, flt=flt,
+                                    filter_args=args, flagged_count=classes.flagged,
                                     years=statistics.year_choices(flt),
-                                    class_labels=[statistics.class_label(r) for r in shown])
+                                    # charted one bar per class only without bands
+                                    class_labels=[] if classes.bands else [statistics.class_label(r)
+                                                                           for r in classes.rows],
+                                    fresh=statistics.freshness(db.session, flt.scope, g.user))
+
+    @expose("/refresh", methods=["POST"])
+    @has_access
+    def refresh(self):
+        """刷新统计: queue a refresh of the snapshot (province and city bureaus; others are refused: 403)."""
+        with refused(abort_on=(403, 404)):
+            statistics.start_refresh(db.session, g.user)
+            flash("已开始刷新统计，完成后本页显示新的“数据截至”时间", "success")
+        return redirect(url_for("StatisticsView.index"))
 
     @expose("/download/<string:name>.xlsx")
     @has_access
