@@ -74,37 +74,28 @@ LOGIN = ("/login/ [form]", "/login/ [post]")
 # Why the numbers are what they are (kept with the code that measures them; see docs/DEPLOY.md for the
 # topology). Updated when the findings change.
 NOTES = """
-**Why p95 is where it is (profiled 2026-11-28 with the statement counter and cProfile, in-process, one request
-at a time on the 200,000-student data).** Alone, a page costs 40–90 ms of server time: a school's list 55–90 ms
-(9 statements), a student page 85 ms (28 statements), a request page 50 ms, the 待办 home page 40–60 ms for a
-school. About two thirds of a list page is Jinja rendering in Flask-AppBuilder's templates: the list table is
-~30 % and the filter form with its 15 search fields, rendered on every list page though hidden until opened, is
-~25 %. SQL is ~15 %. The expensive pages are region-wide: a county bureau's 待办 home page counts the students
-of its scope by status on every visit (~160 ms of SQL for a 100,000-student county), and 学籍统计 is five
-GROUP BY scans of the region (0.6–1.6 s). Signing in costs ~150 ms of CPU for the scrypt password check, by
-design, so the 50 sign-ins of the ramp take ~8 CPU-s within the first seconds. That is the slow first window,
-and it is most of the gap between the whole run and the steady state. Under load every page waits for a core:
-the app (gunicorn + PostgreSQL) needs the CPU shown above per request, and on this box it shares 2 cores with
-the locust client and with other people's work (the "other" row). In the runs of 2026-11-28/29 after both
-fixes below, every 10-second window after the sign-in burst had p95 206–481 ms, with other people's work taking
-up to 9 of the window's 20 CPU-s. The one slow window of an earlier run (p95 970 ms, steady state 624 ms)
-coincided with other people's tests taking a quarter of the machine.
+**What changed since the runs of 2026-11-28/29 (whole-run p95 1,021 ms, missed; steady state 210 ms).** Two
+things, both measured again in this run (2026-11-30) with the same data, users and think time:
 
-**Fixed during this work (app/workflow.py):** the 待办 list loaded a chain's steps once per waiting request (493
-statements on a county reviewer's home page; now 12). It also eager-loaded each waiting request's student
-record, filer, history and evidence, which the list does not show: a county reviewer's page went from 581 to
-283 ms, a school leader's from 142 to 39 ms. The 500-row limit now counts only requests at the user's roles.
-With only the first fix, the same 60 s run measured p95 2,116 ms (steady state 746 ms).
+- *The sign-in burst.* Passwords are hashed with argon2id at OWASP's minimum (m=19 MiB, t=2, p=1; app/passwords.py)
+  instead of werkzeug's scrypt: ~40 ms of CPU per check instead of ~150 ms, so the 50 sign-ins of the ramp cost
+  ~2 CPU-s instead of ~8. The strength is the current recommendation, not a weakening: argon2id is memory-hard
+  and OWASP's first choice; older hashes are upgraded at the next sign-in. The first 10-second window, which held
+  the burst, is what set the whole run's p95 before.
+- *A page's fixed cost* (docs/ARCHITECTURE.md, "A page's fixed cost"): the account and its roles in one statement
+  instead of three, the menu rendered once per role set and language instead of ~45 permission checks and
+  translations per page, the list's row buttons built once per page, search filters converted once per view.
+  A list page's Python time went from ~31 ms to ~15 ms.
 
-**What would meet the target for the whole run:** after both fixes the steady state met it and the miss was
-the sign-in burst. 50 scrypt checks of ~150 ms each within 5 s are ~8 CPU-s of work arriving faster than 2
-cores can do it, and every page requested meanwhile queues behind them. The options: (1) more cores for the
-app, kept apart from PostgreSQL as in production (docs/DEPLOY.md). At the measured CPU per request two app
-cores of their own would carry the steady load at about a third of their capacity and absorb the burst in a
-few seconds (a projection, not measured). The worker-model comparison below shows this box saturating at
-~23 req/s. (2) Don't weaken the hash: werkzeug's scrypt N=2^15 is already the low end of current advice.
-(3) Make pages cheaper in the views: cache the home page's per-status counts per scope for a minute (or read
-them from the statistics tables), and render the list's filter form only when it is opened.
+**Still the expensive pages:** region-wide ones. A county bureau's 待办 home page counts the students of its
+scope by status on every visit, and 学籍统计 of a region is a GROUP BY of its students (a province or city reads
+its snapshot instead). The list's search form (fifteen fields, rendered on every list page though hidden until
+opened) is now the largest part of a list page's Python time. Everything here shares the 2 cores with the
+locust client (the CPU table below).
+
+**Fixed earlier (app/workflow.py):** the 待办 list loaded a chain's steps once per waiting request (493
+statements on a county reviewer's home page; now 12), and eager-loaded each waiting request's student record,
+filer, history and evidence, which the list does not show (a county reviewer's page 581 → 283 ms).
 """
 
 # What the cluster profile shows and what it does not (printed under its report).
