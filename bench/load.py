@@ -1043,7 +1043,8 @@ def report(main, meta):
         "",
         f"Load: locust `-u {meta['users']} -r {meta['rate']} -t {meta['duration']}`, think time {meta['wait']} s "
         "between a user's actions; users signed in through the /login/ form. Mix (by weight): school registrars 6 "
-        "(待办 home, student list by grade and status and its pages, name search, student pages, requests, 问题学籍), "
+        "(待办 home, student list by grade and status and its pages, name search, student pages, requests, 问题学籍, "
+        "导出 Excel of one grade: a background job polled until done, then downloaded), "
         "reviewers 2 (待办 → request page → 通过 through the form with its CSRF token"
         + ("; then the request page once more on the other server" if cluster else "") + "), bureau staff 2 "
         "(region-wide lists by school/grade, name search, 在校生查询, 异动查询, 学籍统计). Static files are not "
@@ -1077,7 +1078,7 @@ def report(main, meta):
     oc = main["outcomes"]
     lines += [
         "",
-        "Approvals: " + (", ".join(f"{k} {v}" for k, v in sorted(oc.items())) or "none") +
+        "Outcomes (approvals, exports): " + (", ".join(f"{k} {v}" for k, v in sorted(oc.items())) or "none") +
         f"; pending requests before {meta['size_before']['pending requests']:,}, after "
         f"{meta['size_after']['pending requests']:,}.",
     ]

@@ -70,6 +70,15 @@ CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 STUDENT_RE = re.compile(r'href="/student/show/(\d+)"')
 REQUEST_RE = re.compile(r'href="/request/show/(\d+)"')
 DECIDE_RE = re.compile(r'action="/request/decide/(\d+)"')
+EXPORT_RE = re.compile(r"/exportjob/show/(\d+)")
+ALERT_RE = re.compile(r'<div class="alert[^"]*"[^>]*>(.*?)</div>', re.S)
+
+
+def refusal(text: str) -> str:
+    """The message the page shows (its flashed alert), so a refused decision is counted by its reason."""
+    found = ALERT_RE.search(text or "")
+    words = re.sub(r"<[^>]+>|×", " ", found.group(1)) if found else "no message"
+    return " ".join(words.split())[:120]
 
 
 def _wait():
@@ -173,6 +182,39 @@ class SchoolRegistrar(XuejiUser):
     def problems(self):
         self.get("/problem/list/", name="/problem/list/")
 
+    @task(1)
+    def export_grade(self):
+        """导出 Excel of one grade (a few hundred rows): a background job (on the queue worker in the cluster
+        profile, a thread of the web worker otherwise), its progress polled as the progress page does, then the
+        file downloaded (from the file store: the database in the cluster profile, so from either server)."""
+        query = f"_flt_0_cohort_year={random.choice(COHORTS)}&_flt_3_status=在校"
+        page = self.get(f"/student/list/?{query}", name="/student/list/ [grade+status]")
+        token = CSRF_RE.search(page.text or "")
+        with self.client.post(f"/student/export/xlsx?{query}", name="/student/export/xlsx [grade]",
+                              catch_response=True, allow_redirects=False,
+                              data={"csrf_token": token.group(1) if token else ""}) as resp:
+            started = EXPORT_RE.search(resp.headers.get("Location", ""))
+            if resp.status_code != 302:
+                resp.failure(f"export answered {resp.status_code}")
+                return
+            if not started:                 # refused with a message (this account's exports already running)
+                OUTCOMES["export refused (busy)"] += 1
+                return
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            status = self.get(f"/exportjob/status/{started.group(1)}", name="/exportjob/status/<id>")
+            body = status.json() if status.status_code == 200 and "json" in status.headers.get("Content-Type", "") \
+                else {}
+            if body.get("state") == "done":
+                self.get(body["download"], name="/exportjob/file/<id>")
+                OUTCOMES["export done"] += 1
+                return
+            if body.get("state") == "failed":
+                OUTCOMES["export failed"] += 1
+                return
+            time.sleep(1)
+        OUTCOMES["export not done in 60 s"] += 1
+
 
 class Reviewer(XuejiUser):
     """学校学籍主管领导 and 区县教育局审核: approve what waits at their step, through the form on the request page."""
@@ -204,8 +246,8 @@ class Reviewer(XuejiUser):
             elif "已被他人处理" in text or "不能审核" in text:
                 OUTCOMES["lost the race (another reviewer decided first)"] += 1
             else:
-                OUTCOMES["refused"] += 1
-                resp.failure("decision refused")
+                OUTCOMES[f"refused ({refusal(text)})"] += 1
+                resp.failure(f"decision refused: {refusal(text)}")
 
     def read_after_write(self, pk):
         """The decision just made, seen through another server: the page must no longer offer 通过 for it."""
