@@ -303,6 +303,41 @@ def test_read_your_writes_while_replay_is_paused(app, world, servers):
     assert new in again.get_data(as_text=True)
 
 
+def test_stored_files_are_read_on_the_primary(other_app, world, servers):
+    """A file written a moment ago (an export a worker has just finished, a new photo) is served even while the
+    replica has not replayed it: the file store (XUEJI_FILE_STORE=database) reads the primary, while the same GET
+    request's other reads go to the replica."""
+    from sqlalchemy import delete
+    from app import filestore
+    from models.files import StoredFile, StoredFileChunk
+    application = other_app(**replica_settings(), XUEJI_FILE_STORE="database")
+    data = b"replica-probe" * 100
+    caught_up(servers)
+    try:
+        with replay_paused(servers):
+            with application.app_context():
+                filestore.put(db.session, "exports", "replica-probe.xlsx", data)
+                db.session.commit()
+                db.session.remove()
+            with application.test_request_context("/exportjob/file/1", method="GET"):
+                with statements() as seen:
+                    assert filestore.get("exports", "replica-probe.xlsx") == data
+                    assert filestore.exists("exports", "replica-probe.xlsx")
+                    on_replica = db.session.scalar(select(StoredFile.id)
+                                                   .where(StoredFile.name == "replica-probe.xlsx"))
+                assert on_replica is None           # what the replica has: reading the file there would miss it
+                assert ports_of(seen, "FROM stored_file_chunk") == {servers["primary_port"]}
+                assert ports_of(seen, "FROM stored_file ") <= {servers["primary_port"], servers["replica_port"]}
+                db.session.remove()
+    finally:
+        with application.app_context():
+            db.session.execute(delete(StoredFileChunk))
+            db.session.execute(delete(StoredFile))
+            db.session.commit()
+            db.session.remove()
+    caught_up(servers)
+
+
 # --- lagging and down replicas are skipped -----------------------------------------------------------------------
 
 def test_lagging_replica_is_skipped(other_app, world, servers):
