@@ -24,7 +24,8 @@ import copy
 
 from flask_appbuilder.models.filters import BaseFilter, Filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from sqlalchemy import event, false, inspect, or_, select
+from sqlalchemy import Integer, any_, bindparam, event, false, inspect, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import OutOfScope, RuleError, integrity_message
@@ -180,8 +181,19 @@ def resolved_scope_condition(model, session, scope: Scope | None = None):
     school's index range and stops."""
     scope = scope or current_scope()
     if scope.kind == "region" and getattr(model, "__scope__", None) == "school":
-        return model.school_id.in_(list(session.scalars(schools_in_scope(scope))))
+        return in_ids(model.school_id, list(session.scalars(schools_in_scope(scope))))
     return scope_condition(model, scope)
+
+
+def in_ids(column, ids: list[int]):
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(:ids)`` with the ids as one array parameter: the same
+    plan (PostgreSQL turns an IN list into ``= ANY(ARRAY[…])`` itself), but the statement's text no longer
+    changes with the ids, so a county of 174 schools costs neither SQLAlchemy's rendering of 174 placeholders
+    nor psycopg's parsing of an uncacheable long query on every list page (about 2 ms a page)."""
+    from app.extensions import db
+    if db.engine.dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
 
 
 # --- writes ------------------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ def notes(results, dialect):
             "being slow.) Done so far (2026-11-30): the account and its roles in one statement instead of "
             "three, the menu rendered once per role set and language, the row buttons built once per page and "
             "the cells formatted in one pass, the search filters converted once per view — the fixed cost went "
-            "from about 31 ms to about 15 ms and the big county's pages from 45–83 ms to 22–41 ms. Still to do: "
+            "from about 31 ms to the figure above, and the big county's pages from 45–83 ms (2026-11-29) to the ones in the table; on PostgreSQL a region's schools are one array parameter (`school_id = ANY(:ids)`), so the statements' text no longer grows with the county. Still to do: "
             "the search form (rendered in full on every list page though hidden until opened) kept per scope "
             "and language, or loaded only when opened; counting only on the first page (or an estimate past "
             "10,000 rows) would cut the big county's count, which is most of its SQL."]

@@ -98,3 +98,17 @@ def test_a_search_does_not_stick_to_the_next_request(app, world, as_user):
     again = c.get("/student/list/").get_data(as_text=True)
     count = re.compile(r"记录数[^0-9]*(\d+)|Record Count[^0-9]*(\d+)")
     assert count.search(everyone).groups() == count.search(again).groups()
+
+
+def test_a_region_scope_is_one_array_parameter_on_postgresql(app, world, as_user):
+    """A county's schools as one array parameter (app.scoping.in_ids): the statement's text does not grow with the
+    number of schools, so it is rendered and parsed once, not per page."""
+    import pytest
+    if app.config["SQLALCHEMY_DATABASE_URI"].split(":", 1)[0].split("+")[0] != "postgresql":
+        pytest.skip("PostgreSQL only: elsewhere the ids are an IN list")
+    c = as_user("county_a_clerk")
+    with statements() as seen:
+        assert c.get("/student/list/?_flt_3_status=在校").status_code == 200
+    on_student = [s for s in seen if "FROM student" in s]
+    assert on_student and all("school_id = ANY (" in s and "IN (" not in s.split("WHERE", 1)[1]
+                              for s in on_student), on_student
