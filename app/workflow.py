@@ -266,9 +266,26 @@ def may_decide(session, actor, req: Request, step: ChainStep) -> str | None:
     return None
 
 
+def _step_number(value) -> int | None:
+    """The step a form or API client says it saw: a whole number, or nothing (clients that do not send it)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or not 0 < number < 1000:
+        raise RuleError("审核环节（step）须为正整数", code="invalid")
+    return number
+
+
 @service
-def decide(session, actor, request_id: int, decision: str, comment: str | None = None) -> Request:
-    """通过 / 不通过 / 退回修改 at the current step. Commits; raises RuleError (nothing written) when refused."""
+def decide(session, actor, request_id: int, decision: str, comment: str | None = None, seen_step=None) -> Request:
+    """通过 / 不通过 / 退回修改 at the current step. Commits; raises RuleError (nothing written) when refused.
+    ``seen_step``: the step the reviewer was shown (the web form and API clients send it). When the request has
+    moved on since, the decision is refused as handled by someone else instead of being applied to a step the
+    reviewer never saw (someone holding both roles would otherwise pass the next step too)."""
+    seen_step = _step_number(seen_step)
     if decision not in DECISIONS:
         raise RuleError("审核意见只能是通过、不通过或退回修改", code="invalid")
     comment = (comment or "").strip() or None
@@ -277,6 +294,8 @@ def decide(session, actor, request_id: int, decision: str, comment: str | None =
     req = _load_scoped(session, actor, request_id)
     if req.state != PENDING:
         raise RuleError(f"该申请当前状态为“{req.state}”，不能审核", code="not_pending", status=409)
+    if seen_step is not None and seen_step != req.step_seq:
+        raise RuleError("该申请刚刚已被他人处理，请刷新后查看", code="conflict", status=409)
     steps = steps_of(session, req)
     step = next(s for s in steps if s.seq == req.step_seq)
     why = may_decide(session, actor, req, step)

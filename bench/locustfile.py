@@ -70,6 +70,7 @@ CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 STUDENT_RE = re.compile(r'href="/student/show/(\d+)"')
 REQUEST_RE = re.compile(r'href="/request/show/(\d+)"')
 DECIDE_RE = re.compile(r'action="/request/decide/(\d+)"')
+STEP_RE = re.compile(r'name="step" value="(\d+)"')
 EXPORT_RE = re.compile(r"/exportjob/show/(\d+)")
 ALERT_RE = re.compile(r'<div class="alert[^"]*"[^>]*>(.*?)</div>', re.S)
 
@@ -231,12 +232,13 @@ class Reviewer(XuejiUser):
         pk = random.choice(waiting[:20])        # several reviewers share an account: spread their picks
         page = self.get(f"/request/show/{pk}", name="/request/show/<id>")
         token, form = CSRF_RE.search(page.text or ""), DECIDE_RE.search(page.text or "")
+        step = STEP_RE.search(page.text or "")
         if not form:
             OUTCOMES["already decided (page without form)"] += 1
             return
         with self.client.post(f"/request/decide/{pk}", name="/request/decide/<id> [通过]", catch_response=True,
                               data={"csrf_token": token.group(1) if token else "", "decision": "通过",
-                                    "comment": "同意"}) as resp:
+                                    "comment": "同意", "step": step.group(1) if step else ""}) as resp:
             text = html.unescape(resp.text or "")
             if resp.status_code != 200:
                 resp.failure(f"decide answered {resp.status_code}")

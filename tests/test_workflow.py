@@ -284,3 +284,32 @@ def test_two_reviewers_at_once_make_one_transition(app, world, client):
         decisions = db.session.scalars(select(RequestStep.decision).where(RequestStep.request_id == rid,
                                                                           RequestStep.seq == 1)).all()
         assert req.step_seq == 2 and req.version == 2 and decisions == ["通过"]
+
+
+def test_a_decision_for_a_step_that_has_moved_on_is_refused(app, world, client, as_user):
+    """The form carries the step the reviewer saw: if someone else has decided it meanwhile, the decision is
+    refused as already handled, never applied to the next step (which the reviewer never saw)."""
+    from models.requests import Request
+    sid = world.student_of("a1")
+    rid = file_change(client, api_headers(client, "school_a1_clerk"), sid, {"name": "李看见"}).get_json()["result"]["id"]
+    reviewer = as_user("county_a_reviewer")
+    page = as_user("school_a1_leader").get(f"/request/show/{rid}").get_data(as_text=True)
+    assert 'name="step" value="1"' in page                      # what the leader saw: the school's step
+    assert decide(client, "school_a1_leader", rid).status_code == 200      # step 1 decided: now the county's
+    # a form (or API call) still at step 1 is refused, on both faces with the same message; nothing changes
+    resp = reviewer.post(f"/request/decide/{rid}", data={"decision": "通过", "step": "1"}, follow_redirects=True)
+    assert "该申请刚刚已被他人处理" in resp.get_data(as_text=True)
+    resp = client.post(f"/api/v1/request/{rid}/decide", headers=api_headers(client, "county_a_reviewer"),
+                       json={"decision": "通过", "step": 1})
+    assert resp.status_code == 409 and "该申请刚刚已被他人处理" in resp.get_json()["message"]
+    with app.app_context():
+        req = db.session.get(Request, rid)
+        assert (req.state, req.step_seq) == ("审核中", 2)
+    assert name_of(app, sid) != "李看见"
+    bad = client.post(f"/api/v1/request/{rid}/decide", headers=api_headers(client, "county_a_reviewer"),
+                      json={"decision": "通过", "step": "第二步"})
+    assert bad.status_code in (400, 422) and "审核环节" in bad.get_json()["message"]
+    # the step it is at: decided
+    resp = client.post(f"/api/v1/request/{rid}/decide", headers=api_headers(client, "county_a_reviewer"),
+                       json={"decision": "通过", "step": 2})
+    assert resp.status_code == 200 and resp.get_json()["result"]["state"] == "已通过"

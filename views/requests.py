@@ -79,7 +79,8 @@ class RequestView(XuejiModelView):
     @has_access
     def decide(self, pk):
         with refused():
-            workflow.decide(db.session, g.user, pk, request.form.get("decision", ""), request.form.get("comment"))
+            workflow.decide(db.session, g.user, pk, request.form.get("decision", ""), request.form.get("comment"),
+                            seen_step=request.form.get("step"))
             return self._done(pk)
         return redirect(url_for("RequestView.show", pk=pk))
 
@@ -347,6 +348,11 @@ class RequestApi(XuejiApi):
                     comment:
                       type: string
                       description: 不通过、退回修改时必填
+                    step:
+                      type: integer
+                      minimum: 1
+                      maximum: 999
+                      description: 审核人看到的当前环节（step_seq）；申请已进入其他环节时返回 409，不会审核未看到的环节
           responses:
             200:
               description: 办理后的申请（编号、状态、当前环节）
@@ -363,7 +369,7 @@ class RequestApi(XuejiApi):
         """
         body = request.get_json(silent=True) or {}
         return self._state(workflow.decide(db.session, g.user, pk, body.get("decision", ""),
-                                                 body.get("comment")))
+                                           body.get("comment"), seen_step=body.get("step")))
 
     @api_expose("/<int:pk>/withdraw", methods=["POST"])
     @protect()
