@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app import admissions, filing, placement, spreadsheets, tasks
 from app.errors import RuleError
 from app.extensions import db
-from app.i18n import _l
+from app.i18n import _, _l
 from app.roles import VIEW_RW
 from app.scoping import ScopedInterface, apply_scope, current_scope
 from models import School, SchoolClass, Student
@@ -250,7 +250,7 @@ class AdmissionImportView(BaseView):
         if batch.state == "已校验":
             checked = self._checked(batch)
             if isinstance(checked, BackgroundTask):
-                flash("名单正在后台校验，校验完成后才能下载标注错误的文件", "info")
+                flash(_("名单正在后台校验，校验完成后才能下载标注错误的文件"), "info")
                 return redirect(url_for("AdmissionImportView.batch", pk=pk))
         else:           # committed: the file as it was checked at commit time (a large one: its last saved check)
             checked = admissions.saved_check(batch) if tasks.background(batch.rows) else None

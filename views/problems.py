@@ -6,7 +6,7 @@ from flask_appbuilder.views import expose
 
 from app import filing, problems, tasks
 from app.extensions import db
-from app.i18n import _l
+from app.i18n import _, _l
 from app.scoping import ScopedInterface
 from models.requests import Problem
 from models.tasks import BackgroundTask
@@ -97,7 +97,7 @@ class ProblemView(XuejiModelView):
             kwargs.setdefault("task", self._detection())
             kwargs.setdefault("task_url", url_for("ProblemView.detection"))
             kwargs.setdefault("retry_url", url_for("ProblemView.detect"))
-            kwargs.setdefault("retry_label", "重新检测")
+            kwargs.setdefault("retry_label", _("重新检测"))
         return super().render_template(template, **kwargs)
 
 

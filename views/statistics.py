@@ -9,7 +9,7 @@ from flask_appbuilder.views import expose
 from app import statistics
 from app.exports import xlsx_file
 from app.extensions import db
-from app.i18n import _l
+from app.i18n import _, _l
 from app.scoping import current_scope
 from views.base import refused
 
@@ -53,7 +53,7 @@ class StatisticsView(BaseView):
         """刷新统计: queue a refresh of the snapshot (province and city bureaus; others are refused: 403)."""
         with refused(abort_on=(403, 404)):
             statistics.start_refresh(db.session, g.user)
-            flash("已开始刷新统计，完成后本页显示新的“数据截至”时间", "success")
+            flash(_("已开始刷新统计，完成后本页显示新的“数据截至”时间"), "success")
         return redirect(url_for("StatisticsView.index"))
 
     @expose("/download/<string:name>.xlsx")
